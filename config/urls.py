@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from tenants import views as tenant_views
+
+admin.site.site_header = "WhatsApp Inbox admin"
+admin.site.site_title = "WhatsApp Inbox admin"
+admin.site.index_title = "Workspaces, numbers and people"
+
+urlpatterns = [
+    path("", tenant_views.home, name="home"),
+    path("", include("tenants.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,77 @@
+"""The shared fixture trio (as in Healthchecks' hc/test.py): alice and bob in workspace A, charlie in B."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tenants.models import Membership
+from tests.factories import ChannelFactory, ChatFactory, MembershipFactory, MessageFactory, UserFactory, WorkspaceFactory
+
+
+@dataclass
+class Team:
+    workspace_a: Any
+    workspace_b: Any
+    alice: Any  # admin of A (staff, so Django admin works)
+    bob: Any  # agent of A
+    charlie: Any  # admin of B
+    channel_a: Any
+    channel_b: Any
+    chat_a: Any
+    chat_b: Any
+    message_a: Any
+    message_b: Any
+
+
+@pytest.fixture
+def team(db: Any) -> Team:
+    workspace_a = WorkspaceFactory(name="Alpha Co", slug="alpha")
+    workspace_b = WorkspaceFactory(name="Beta Co", slug="beta")
+    alice = UserFactory(username="alice@example.com", is_staff=True)
+    bob = UserFactory(username="bob@example.com")
+    charlie = UserFactory(username="charlie@example.com", is_staff=True)
+    MembershipFactory(workspace=workspace_a, user=alice, role=Membership.Role.ADMIN)
+    MembershipFactory(workspace=workspace_a, user=bob, role=Membership.Role.AGENT)
+    MembershipFactory(workspace=workspace_b, user=charlie, role=Membership.Role.ADMIN)
+    channel_a = ChannelFactory(workspace=workspace_a, display_name="Alpha support")
+    channel_b = ChannelFactory(workspace=workspace_b, display_name="Beta support")
+    chat_a = ChatFactory(channel=channel_a, contact_name="Ana Customer")
+    chat_b = ChatFactory(channel=channel_b, contact_name="Ben Customer")
+    return Team(
+        workspace_a=workspace_a,
+        workspace_b=workspace_b,
+        alice=alice,
+        bob=bob,
+        charlie=charlie,
+        channel_a=channel_a,
+        channel_b=channel_b,
+        chat_a=chat_a,
+        chat_b=chat_b,
+        message_a=MessageFactory(chat=chat_a),
+        message_b=MessageFactory(chat=chat_b),
+    )
+
+
+def client_for(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(team: Team) -> Client:
+    return client_for(team.alice)
+
+
+@pytest.fixture
+def bob_client(team: Team) -> Client:
+    return client_for(team.bob)
+
+
+@pytest.fixture
+def charlie_client(team: Team) -> Client:
+    return client_for(team.charlie)

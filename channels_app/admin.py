@@ -53,6 +53,17 @@ class ChannelForm(forms.ModelForm):
             "whapi_channel_id", "api_base_url", "rate_limit_per_second",
         )
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        provider = data.get("provider") or (self.instance.provider if self.instance.pk else "")
+        phone_number_id = data.get("meta_phone_number_id") or ""
+        if provider == Channel.Provider.META and not phone_number_id:
+            self.add_error("meta_phone_number_id", "A Meta number needs its phone_number_id.")
+        workspace = data.get("workspace")
+        if workspace is not None and not self.instance.pk and workspace.channels.count() >= workspace.max_channels:
+            self.add_error("workspace", f"{workspace.name} has reached its plan limit of {workspace.max_channels} numbers.")
+        return data
+
 
 @admin.register(Channel)
 class ChannelAdmin(WorkspaceScopedAdmin):

@@ -76,6 +76,20 @@ class MembershipAddForm(forms.ModelForm):
         model = Membership
         fields = ("workspace", "email", "password", "role")
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        workspace, email = data.get("workspace"), (data.get("email") or "").lower()
+        if not workspace or not email:
+            return data
+        user = get_user_model().objects.filter(email__iexact=email).first()
+        if user is None and len(data.get("password") or "") < 8:
+            self.add_error("password", "A new account needs a password of at least 8 characters.")
+        if user is not None and Membership.objects.filter(workspace=workspace, user=user).exists():
+            self.add_error("email", f"{email} is already a member of {workspace.name}.")
+        if workspace.memberships.count() >= workspace.max_members:
+            self.add_error("workspace", f"{workspace.name} has reached its plan limit of {workspace.max_members} people.")
+        return data
+
 
 @admin.register(Membership)
 class MembershipAdmin(WorkspaceScopedAdmin):
@@ -114,7 +128,7 @@ class MembershipAdmin(WorkspaceScopedAdmin):
                     workspace=form.cleaned_data["workspace"], user=user, role=form.cleaned_data["role"],
                     actor=request.user,
                 )
-                obj.pk = created.pk
+                obj.pk, obj.user, obj.workspace = created.pk, created.user, created.workspace
         except TenantError as exc:
             # ModelAdmin has no clean failure path from save_model; show the reason instead of a 500.
             self.message_user(request, str(exc), level=messages.ERROR)

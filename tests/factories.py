@@ -15,10 +15,11 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}@example.com")
     email = factory.LazyAttribute(lambda u: u.username)
-    password = factory.PostGenerationMethodCall("set_password", "password123")
+    password = factory.django.Password("password123")
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):

@@ -175,7 +175,6 @@ MEDIA_URL = "/media/"
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/inbox/"
-LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # Webhook bodies are capped (providers' largest events are far below this).
 WEBHOOK_MAX_BODY_BYTES = 3 * 1024 * 1024

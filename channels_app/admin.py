@@ -49,8 +49,14 @@ class ChannelForm(forms.ModelForm):
     class Meta:
         model = Channel
         fields = (
-            "workspace", "provider", "display_name", "phone_number", "meta_phone_number_id",
-            "whapi_channel_id", "api_base_url", "rate_limit_per_second",
+            "workspace",
+            "provider",
+            "display_name",
+            "phone_number",
+            "meta_phone_number_id",
+            "whapi_channel_id",
+            "api_base_url",
+            "rate_limit_per_second",
         )
 
     def clean(self) -> dict[str, Any]:
@@ -60,30 +66,55 @@ class ChannelForm(forms.ModelForm):
         if provider == Channel.Provider.META and not phone_number_id:
             self.add_error("meta_phone_number_id", "A Meta number needs its phone_number_id.")
         workspace = data.get("workspace")
-        if workspace is not None and not self.instance.pk and workspace.channels.count() >= workspace.max_channels:
-            self.add_error("workspace", f"{workspace.name} has reached its plan limit of {workspace.max_channels} numbers.")
+        if (
+            workspace is not None
+            and not self.instance.pk
+            and workspace.channels.count() >= workspace.max_channels
+        ):
+            self.add_error(
+                "workspace",
+                f"{workspace.name} has reached its plan limit of {workspace.max_channels} numbers.",
+            )
         return data
 
 
 @admin.register(Channel)
 class ChannelAdmin(WorkspaceScopedAdmin):
     form = ChannelForm
-    list_display = ("display_name", "phone_number", "provider", "status", "workspace", "last_inbound_at", "last_sent_at")
+    list_display = (
+        "display_name",
+        "phone_number",
+        "provider",
+        "status",
+        "workspace",
+        "last_inbound_at",
+        "last_sent_at",
+    )
     list_filter = ("provider", "status", "workspace")
     search_fields = ("display_name", "phone_number", "meta_phone_number_id", "whapi_channel_id")
     readonly_fields = ("status", "status_detail", "paused_until", "stored_tokens", "created_at", "updated_at")
     actions = ["pause", "resume"]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        main = ["workspace", "provider", "display_name", "phone_number", "meta_phone_number_id",
-                "whapi_channel_id", "api_base_url", "rate_limit_per_second"]
+        main = [
+            "workspace",
+            "provider",
+            "display_name",
+            "phone_number",
+            "meta_phone_number_id",
+            "whapi_channel_id",
+            "api_base_url",
+            "rate_limit_per_second",
+        ]
         if obj is not None:
             main.remove("workspace")
             main.remove("provider")
         fieldsets: list[Any] = [(None, {"fields": main})]
         fieldsets.append(("Secrets", {"fields": [*(["stored_tokens"] if obj else []), *TOKEN_FIELDS]}))
         if obj is not None:
-            fieldsets.append(("State", {"fields": ["status", "status_detail", "paused_until", "created_at", "updated_at"]}))
+            fieldsets.append(
+                ("State", {"fields": ["status", "status_detail", "paused_until", "created_at", "updated_at"]})
+            )
         return fieldsets
 
     @admin.display(description="Stored secrets")
@@ -96,22 +127,38 @@ class ChannelAdmin(WorkspaceScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Channel, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        tokens = {token_type: data.get(field, "") for field, token_type in TOKEN_FIELDS.items()}
+        tokens: dict[str, str] = {str(t): data.get(f) or "" for f, t in TOKEN_FIELDS.items()}
         try:
             if change:
-                editable = ["display_name", "phone_number", "meta_phone_number_id", "whapi_channel_id",
-                            "api_base_url", "rate_limit_per_second"]
+                editable = [
+                    "display_name",
+                    "phone_number",
+                    "meta_phone_number_id",
+                    "whapi_channel_id",
+                    "api_base_url",
+                    "rate_limit_per_second",
+                ]
                 current = Channel.objects.get(pk=obj.pk)
-                channel_update(channel=current, actor=request.user, **{f: data[f] for f in editable if f in data})
+                channel_update(
+                    channel=current, actor=request.user, **{f: data[f] for f in editable if f in data}
+                )
                 for token_type, value in tokens.items():
                     if value:
-                        channel_token_set(channel=current, token_type=token_type, value=value, actor=request.user)
+                        channel_token_set(
+                            channel=current, token_type=token_type, value=value, actor=request.user
+                        )
             else:
                 created = channel_create(
-                    workspace=data["workspace"], provider=data["provider"], display_name=data["display_name"],
-                    phone_number=data["phone_number"], meta_phone_number_id=data.get("meta_phone_number_id") or "",
-                    whapi_channel_id=data.get("whapi_channel_id") or "", api_base_url=data.get("api_base_url") or "",
-                    rate_limit_per_second=data.get("rate_limit_per_second"), tokens=tokens, actor=request.user,
+                    workspace=data["workspace"],
+                    provider=data["provider"],
+                    display_name=data["display_name"],
+                    phone_number=data["phone_number"],
+                    meta_phone_number_id=data.get("meta_phone_number_id") or "",
+                    whapi_channel_id=data.get("whapi_channel_id") or "",
+                    api_base_url=data.get("api_base_url") or "",
+                    rate_limit_per_second=data.get("rate_limit_per_second"),
+                    tokens=tokens,
+                    actor=request.user,
                 )
                 obj.pk = created.pk
         except ChannelError as exc:

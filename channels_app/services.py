@@ -7,6 +7,7 @@ Token plaintext exists only in memory: set through ``channel_token_set``, read t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +43,7 @@ def channel_create(
     whapi_channel_id: str = "",
     api_base_url: str = "",
     rate_limit_per_second: float | None = None,
-    tokens: dict[str, str] | None = None,
+    tokens: Mapping[str, str] | None = None,
     actor: Any = None,
 ) -> Channel:
     if provider not in Channel.Provider.values:
@@ -74,7 +75,9 @@ def channel_create(
         )
         for token_type, value in (tokens or {}).items():
             if value:
-                channel_token_set(channel=channel, token_type=token_type, value=value, actor=actor, audit=False)
+                channel_token_set(
+                    channel=channel, token_type=token_type, value=value, actor=actor, audit=False
+                )
         audit_record(
             action="channel.created",
             workspace=workspace,
@@ -144,7 +147,9 @@ def channel_status_set(
 
 
 def channel_pause(*, channel: Channel, actor: Any = None, until: datetime | None = None) -> Channel:
-    channel_status_set(channel=channel, status=Channel.Status.PAUSED, detail="Paused by an admin", paused_until=until)
+    channel_status_set(
+        channel=channel, status=Channel.Status.PAUSED, detail="Paused by an admin", paused_until=until
+    )
     audit_record(action="channel.paused", workspace=channel.workspace, actor=actor, target=channel)
     return channel
 
@@ -156,8 +161,14 @@ def channel_resume(*, channel: Channel, actor: Any = None) -> Channel:
 
 
 def channel_update(*, channel: Channel, actor: Any = None, **fields: Any) -> Channel:
-    editable = {"display_name", "phone_number", "whapi_channel_id", "meta_phone_number_id", "api_base_url",
-                "rate_limit_per_second"}
+    editable = {
+        "display_name",
+        "phone_number",
+        "whapi_channel_id",
+        "meta_phone_number_id",
+        "api_base_url",
+        "rate_limit_per_second",
+    }
     unknown = set(fields) - editable
     if unknown:
         raise ChannelError(f"cannot change {', '.join(sorted(unknown))}")
@@ -167,7 +178,10 @@ def channel_update(*, channel: Channel, actor: Any = None, **fields: Any) -> Cha
     if changed:
         channel.save(update_fields=[*changed, "updated_at"])
         audit_record(
-            action="channel.changed", workspace=channel.workspace, actor=actor, target=channel,
+            action="channel.changed",
+            workspace=channel.workspace,
+            actor=actor,
+            target=channel,
             data={"fields": changed},
         )
     return channel

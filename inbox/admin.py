@@ -21,12 +21,31 @@ class ContactAdmin(WorkspaceScopedAdmin):
 
 @admin.register(Chat)
 class ChatAdmin(WorkspaceScopedAdmin):
-    list_display = ("display_name", "channel", "status", "assignee", "unread_count", "last_message_at", "is_group")
+    list_display = (
+        "display_name",
+        "channel",
+        "status",
+        "assignee",
+        "unread_count",
+        "last_message_at",
+        "is_group",
+    )
     list_filter = ("status", "is_group", "channel", "workspace")
     search_fields = ("contact_name", "contact_phone", "wa_chat_id")
     list_select_related = ("channel", "assignee")
-    readonly_fields = ("workspace", "channel", "wa_chat_id", "contact", "last_message_preview", "last_message_at",
-                       "unread_count", "window_expires_at", "last_read_at", "created_at", "updated_at")
+    readonly_fields = (
+        "workspace",
+        "channel",
+        "wa_chat_id",
+        "contact",
+        "last_message_preview",
+        "last_message_at",
+        "unread_count",
+        "window_expires_at",
+        "last_read_at",
+        "created_at",
+        "updated_at",
+    )
     date_hierarchy = "last_message_at"
 
 

@@ -36,7 +36,9 @@ class Chat(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="chats")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="chats")
     wa_chat_id = models.CharField(max_length=128)
-    contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="chats")
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="chats"
+    )
     contact_name = models.CharField(max_length=255, blank=True, default="")
     contact_phone = models.CharField(max_length=32, blank=True, default="")
     is_group = models.BooleanField(default=False)
@@ -44,7 +46,11 @@ class Chat(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     unread_count = models.PositiveIntegerField(default=0)
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_chats"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_chats",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     # Meta only: the customer-service window closes 24 h after the customer's last message.
@@ -55,10 +61,14 @@ class Chat(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["channel", "wa_chat_id"], name="chat_unique_wa_chat_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "wa_chat_id"], name="chat_unique_wa_chat_id")
+        ]
         indexes = [
             models.Index(fields=["channel", "-last_message_at"], name="chat_channel_recent"),
-            models.Index(fields=["workspace", "status", "-last_message_at", "-id"], name="chat_ws_status_recent"),
+            models.Index(
+                fields=["workspace", "status", "-last_message_at", "-id"], name="chat_ws_status_recent"
+            ),
             models.Index(fields=["workspace", "-updated_at"], name="chat_ws_updated"),
         ]
 
@@ -122,7 +132,9 @@ class Message(models.Model):
     )
     author_wa_id = models.CharField(max_length=64, blank=True, default="", help_text="Group author.")
     author_name = models.CharField(max_length=255, blank=True, default="")
-    reply_to = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies")
+    reply_to = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies"
+    )
     reply_to_wa_id = models.CharField(max_length=255, blank=True, default="")
     media_id = models.CharField(max_length=255, blank=True, default="")
     media_url = models.URLField(max_length=2000, blank=True, default="")

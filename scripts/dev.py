@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The project's two commands, needing only python3 and pip.
 
-    python3 scripts/dev.py run    install into .venv, migrate SQLite, seed the demo, serve on :8000
-    python3 scripts/dev.py test   install into .venv, then ruff, mypy and pytest on Postgres + Redis
+python3 scripts/dev.py run    install into .venv, migrate SQLite, seed the demo, serve on :8000
+python3 scripts/dev.py test   install into .venv, then ruff, mypy and pytest on Postgres + Redis
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def install(extras: str) -> None:
 def reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2
+        ):
             return True
     except OSError:
         return False
@@ -64,8 +66,21 @@ def run() -> None:
     host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
     print(f"\n  Serving on http://{host}:{port}/  (Ctrl+C stops)\n", flush=True)
     os.chdir(ROOT)
-    os.execve(str(BIN / "uvicorn"), ["uvicorn", "config.asgi:application", "--host", host, "--port", port,
-                                     "--ws", "websockets", "--no-access-log"], env)
+    os.execve(  # noqa: S606  (replace this process with the server)
+        str(BIN / "uvicorn"),
+        [
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--ws",
+            "websockets",
+            "--no-access-log",
+        ],
+        env,
+    )
 
 
 def test(pytest_args: list[str]) -> None:
@@ -85,14 +100,26 @@ def test(pytest_args: list[str]) -> None:
             '    start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
         )
     if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
-        missing.append("Chromium is needed for the browser tests.\n    install it: apt-get install -y chromium")
+        missing.append(
+            "Chromium is needed for the browser tests.\n    install it: apt-get install -y chromium"
+        )
     if missing:
         print("Cannot run the tests:\n  " + "\n  ".join(missing), file=sys.stderr)
         sys.exit(2)
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy", ".", env=env)
-    sh(PY, "-m", "pytest", "-n", os.environ.get("PYTEST_WORKERS", "2"), "--dist", "loadgroup", *pytest_args, env=env)
+    sh(
+        PY,
+        "-m",
+        "pytest",
+        "-n",
+        os.environ.get("PYTEST_WORKERS", "2"),
+        "--dist",
+        "loadgroup",
+        *pytest_args,
+        env=env,
+    )
 
 
 def main() -> None:

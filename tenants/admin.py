@@ -10,7 +10,13 @@ from django.http import HttpRequest
 
 from tenants.models import ApiToken, AuditLog, Membership, Workspace
 from tenants.scoped_admin import ScopedInline, WorkspaceScopedAdmin, register_workspace_path
-from tenants.services import TenantError, apitoken_revoke, membership_add, membership_set_role, user_get_or_create
+from tenants.services import (
+    TenantError,
+    apitoken_revoke,
+    membership_add,
+    membership_set_role,
+    user_get_or_create,
+)
 
 register_workspace_path(get_user_model(), "memberships__workspace_id")
 
@@ -39,8 +45,12 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         from django.db.models import Count
 
-        return super().get_queryset(request).annotate(
-            _members=Count("memberships", distinct=True), _channels=Count("channels", distinct=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _members=Count("memberships", distinct=True), _channels=Count("channels", distinct=True)
+            )
         )
 
     @admin.display(description="People", ordering="_members")
@@ -87,7 +97,9 @@ class MembershipAddForm(forms.ModelForm):
         if user is not None and Membership.objects.filter(workspace=workspace, user=user).exists():
             self.add_error("email", f"{email} is already a member of {workspace.name}.")
         if workspace.memberships.count() >= workspace.max_members:
-            self.add_error("workspace", f"{workspace.name} has reached its plan limit of {workspace.max_members} people.")
+            self.add_error(
+                "workspace", f"{workspace.name} has reached its plan limit of {workspace.max_members} people."
+            )
         return data
 
 
@@ -118,14 +130,18 @@ class MembershipAdmin(WorkspaceScopedAdmin):
         try:
             if change:
                 membership_set_role(
-                    membership=Membership.objects.get(pk=obj.pk), role=form.cleaned_data["role"], actor=request.user
+                    membership=Membership.objects.get(pk=obj.pk),
+                    role=form.cleaned_data["role"],
+                    actor=request.user,
                 )
             else:
                 user, _ = user_get_or_create(
                     email=form.cleaned_data["email"], password=form.cleaned_data.get("password")
                 )
                 created = membership_add(
-                    workspace=form.cleaned_data["workspace"], user=user, role=form.cleaned_data["role"],
+                    workspace=form.cleaned_data["workspace"],
+                    user=user,
+                    role=form.cleaned_data["role"],
                     actor=request.user,
                 )
                 obj.pk, obj.user, obj.workspace = created.pk, created.user, created.workspace
@@ -168,7 +184,16 @@ class AuditLogAdmin(WorkspaceScopedAdmin):
     list_filter = ("action", "workspace", "target_type")
     search_fields = ("action", "target_id", "actor__email")
     date_hierarchy = "created_at"
-    readonly_fields = ("created_at", "action", "actor", "workspace", "target_type", "target_id", "data", "ip_address")
+    readonly_fields = (
+        "created_at",
+        "action",
+        "actor",
+        "workspace",
+        "target_type",
+        "target_id",
+        "data",
+        "ip_address",
+    )
 
     # Append-only, for everyone.
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:

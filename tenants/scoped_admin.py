@@ -55,7 +55,7 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if field is not None and not request.user.is_superuser:
+        if field is not None and field.queryset is not None and not request.user.is_superuser:
             field.queryset = scope_choices(request, field.queryset)
         return field
 
@@ -113,7 +113,7 @@ class ScopedInline(admin.TabularInline):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if field is not None and not request.user.is_superuser:
+        if field is not None and field.queryset is not None and not request.user.is_superuser:
             field.queryset = scope_choices(request, field.queryset)
         return field
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -61,7 +60,7 @@ def _validated_email(email: str) -> str:
     return email
 
 
-def user_get_or_create(*, email: str, password: str | None = None) -> tuple[AbstractBaseUser, bool]:
+def user_get_or_create(*, email: str, password: str | None = None) -> tuple[Any, bool]:
     User = get_user_model()
     email = _validated_email(email)
     user = User.objects.filter(email__iexact=email).first()
@@ -89,7 +88,9 @@ def membership_add(*, workspace: Workspace, user: Any, role: str, actor: Any = N
     if role not in Membership.Role.values:
         raise TenantError(f"unknown role {role!r}: use one of {', '.join(Membership.Role.values)}")
     if workspace.memberships.count() >= workspace.max_members:
-        raise TenantError(f"workspace {workspace.name!r} has reached its plan limit of {workspace.max_members} people")
+        raise TenantError(
+            f"workspace {workspace.name!r} has reached its plan limit of {workspace.max_members} people"
+        )
     try:
         with transaction.atomic():
             membership = Membership.objects.create(workspace=workspace, user=user, role=role)

@@ -38,7 +38,9 @@ def test_it_matches_the_documented_construction(settings) -> None:
     key = PBKDF2HMAC(
         algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(salt_hex), iterations=100_000
     ).derive(b"independent-check-key")
-    plaintext = AESGCM(key).decrypt(bytes.fromhex(iv_hex), bytes.fromhex(ct_hex) + bytes.fromhex(tag_hex), None)
+    plaintext = AESGCM(key).decrypt(
+        bytes.fromhex(iv_hex), bytes.fromhex(ct_hex) + bytes.fromhex(tag_hex), None
+    )
     assert plaintext == b"hello"
 
 

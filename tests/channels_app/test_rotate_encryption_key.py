@@ -38,13 +38,18 @@ def test_it_can_be_rerun_after_stopping_half_way(settings) -> None:
         channel_token_set(channel=channel, token_type="api_token", value=f"token-{i}")
     # Simulate a run that stopped after two rows.
     for token in ChannelToken.objects.order_by("pk")[:2]:
-        token.encrypted_value = crypto.encrypt(crypto.decrypt(token.encrypted_value, key="old-key"), key="new-key")
+        token.encrypted_value = crypto.encrypt(
+            crypto.decrypt(token.encrypted_value, key="old-key"), key="new-key"
+        )
         token.save()
     settings.ENCRYPTION_KEY = "new-key"
     assert _run(old_key="old-key") == {"rotated": 2, "already_rotated": 2, "unreadable": 0}
     assert _run(old_key="old-key") == {"rotated": 0, "already_rotated": 4, "unreadable": 0}
     assert [channel_token_read(channel=c, token_type="api_token") for c in channels] == [
-        "token-0", "token-1", "token-2", "token-3",
+        "token-0",
+        "token-1",
+        "token-2",
+        "token-3",
     ]
 
 

@@ -44,8 +44,12 @@ def test_channel_create_stores_tokens_and_audits_without_secrets(caplog) -> None
     workspace = WorkspaceFactory()
     with caplog.at_level(logging.DEBUG):
         channel = channel_create(
-            workspace=workspace, provider="meta", display_name="Meta line", phone_number="+15550001",
-            meta_phone_number_id="106540352242922", tokens={"api_token": "EAAG-very-secret", "app_secret": "s3cr3t"},
+            workspace=workspace,
+            provider="meta",
+            display_name="Meta line",
+            phone_number="+15550001",
+            meta_phone_number_id="106540352242922",
+            tokens={"api_token": "EAAG-very-secret", "app_secret": "s3cr3t"},
         )
     assert sorted(channel.tokens.values_list("token_type", flat=True)) == ["api_token", "app_secret"]
     entry = AuditLog.objects.get(action="channel.created")
@@ -60,8 +64,9 @@ def test_channel_create_refuses_bad_input_clearly() -> None:
     with pytest.raises(ChannelError, match="phone_number_id"):
         channel_create(workspace=workspace, provider="meta", display_name="x", phone_number="1")
     with pytest.raises(ChannelError, match="rate limit"):
-        channel_create(workspace=workspace, provider="whapi", display_name="x", phone_number="1",
-                       rate_limit_per_second=0)
+        channel_create(
+            workspace=workspace, provider="whapi", display_name="x", phone_number="1", rate_limit_per_second=0
+        )
 
 
 def test_channel_create_respects_the_plan_limit() -> None:
@@ -78,5 +83,6 @@ def test_pause_and_resume_change_status_and_audit(django_capture_on_commit_callb
     channel_resume(channel=channel)
     assert Channel.objects.get(pk=channel.pk).status == Channel.Status.CONNECTED
     assert list(AuditLog.objects.order_by("created_at").values_list("action", flat=True)) == [
-        "channel.paused", "channel.resumed",
+        "channel.paused",
+        "channel.resumed",
     ]

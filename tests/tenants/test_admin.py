@@ -28,7 +28,11 @@ def _workspace_a_objects(team) -> dict[type, object]:
 
     contact = Contact.objects.create(channel=team.channel_a, wa_id="15550001", name="Ana")
     outbox_row = OutboxMessage.objects.create(
-        channel=team.channel_a, chat=team.chat_a, message_type="text", payload={}, next_attempt_at=timezone.now()
+        channel=team.channel_a,
+        chat=team.chat_a,
+        message_type="text",
+        payload={},
+        next_attempt_at=timezone.now(),
     )
     event = WebhookEvent.objects.create(provider="whapi", channel=team.channel_a, raw_body=b"{}")
     token = apitoken_create(workspace=team.workspace_a, user=team.alice).api_token
@@ -90,7 +94,9 @@ def test_charlie_gets_no_workspace_a_choices_in_foreign_keys(team, charlie_clien
 
 def test_actions_only_touch_objects_in_scope(team, charlie_client: Client) -> None:
     url = reverse("admin:channels_app_channel_changelist")
-    charlie_client.post(url, {"action": "pause", "_selected_action": [str(team.channel_a.pk), str(team.channel_b.pk)]})
+    charlie_client.post(
+        url, {"action": "pause", "_selected_action": [str(team.channel_a.pk), str(team.channel_b.pk)]}
+    )
     team.channel_a.refresh_from_db()
     team.channel_b.refresh_from_db()
     assert team.channel_a.status == Channel.Status.CONNECTED
@@ -177,8 +183,12 @@ def test_a_workspace_admin_adds_a_channel_with_tokens(team, alice_client: Client
 def test_charlie_cannot_add_a_channel_to_workspace_a(team, charlie_client: Client) -> None:
     response = charlie_client.post(
         reverse("admin:channels_app_channel_add"),
-        {"workspace": str(team.workspace_a.pk), "provider": "sandbox", "display_name": "Intruder",
-         "phone_number": "1"},
+        {
+            "workspace": str(team.workspace_a.pk),
+            "provider": "sandbox",
+            "display_name": "Intruder",
+            "phone_number": "1",
+        },
     )
     assert response.status_code == 200  # the form is shown again with an invalid choice
     assert "Select a valid choice" in response.content.decode()
@@ -188,8 +198,12 @@ def test_charlie_cannot_add_a_channel_to_workspace_a(team, charlie_client: Clien
 def test_a_workspace_admin_adds_a_member_by_email(team, alice_client: Client) -> None:
     response = alice_client.post(
         reverse("admin:tenants_membership_add"),
-        {"workspace": str(team.workspace_a.pk), "email": "dana@example.com", "password": "long-password",
-         "role": "agent"},
+        {
+            "workspace": str(team.workspace_a.pk),
+            "email": "dana@example.com",
+            "password": "long-password",
+            "role": "agent",
+        },
     )
     assert response.status_code == 302
     membership = Membership.objects.get(user__email="dana@example.com")
@@ -197,7 +211,9 @@ def test_a_workspace_admin_adds_a_member_by_email(team, alice_client: Client) ->
 
 
 def test_raw_webhook_bodies_are_read_only(team, alice_client: Client) -> None:
-    event = WebhookEvent.objects.create(provider="whapi", channel=team.channel_a, raw_body=b'{"messages": []}')
+    event = WebhookEvent.objects.create(
+        provider="whapi", channel=team.channel_a, raw_body=b'{"messages": []}'
+    )
     page = alice_client.get(_admin_url(event, "change")).content.decode()
     assert "{&quot;messages&quot;: []}" in page
     assert not re.search(r'<textarea[^>]*name="raw_body"', page)

@@ -20,7 +20,9 @@ def test_the_login_page_is_styled_and_labelled(client: Client) -> None:
 
 
 def test_signing_in_with_the_right_password_works(team, client: Client) -> None:
-    response = client.post(reverse("tenants:login"), {"username": "bob@example.com", "password": "password123"})
+    response = client.post(
+        reverse("tenants:login"), {"username": "bob@example.com", "password": "password123"}
+    )
     assert response.status_code == 302
     assert client.session.get("_auth_user_id") == str(team.bob.pk)
 
@@ -50,7 +52,9 @@ def test_a_user_with_several_workspaces_picks_one_and_it_sticks(team, bob_client
 
 
 def test_picking_a_workspace_you_do_not_belong_to_is_a_404(team, charlie_client: Client) -> None:
-    response = charlie_client.post(reverse("tenants:workspace_select"), {"workspace_id": str(team.workspace_a.pk)})
+    response = charlie_client.post(
+        reverse("tenants:workspace_select"), {"workspace_id": str(team.workspace_a.pk)}
+    )
     assert response.status_code == 404
     assert SESSION_WORKSPACE_KEY not in charlie_client.session
 

@@ -31,7 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         workspace = workspace_by_id(options["workspace"])
-        tokens = {
+        tokens: dict[str, str] = {
             ChannelToken.TokenType.API_TOKEN: options["api_token"],
             ChannelToken.TokenType.APP_SECRET: options["app_secret"],
             ChannelToken.TokenType.VERIFY_TOKEN: options["verify_token"],
@@ -52,4 +52,6 @@ class Command(BaseCommand):
                 )
         except ChannelError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(json.dumps({"channel_id": str(channel.pk), "webhook_url": channel_webhook_url(channel)}))
+        self.stdout.write(
+            json.dumps({"channel_id": str(channel.pk), "webhook_url": channel_webhook_url(channel)})
+        )

@@ -47,6 +47,8 @@ class Command(BaseCommand):
                 token.encrypted_value = crypto.encrypt(plaintext, key=new_key)
                 token.save(update_fields=["encrypted_value", "updated_at"])
                 rotated += 1
-        self.stdout.write(json.dumps({"rotated": rotated, "already_rotated": already, "unreadable": len(unreadable)}))
+        self.stdout.write(
+            json.dumps({"rotated": rotated, "already_rotated": already, "unreadable": len(unreadable)})
+        )
         if unreadable:
             raise CommandError("cannot decrypt with either key: " + "; ".join(unreadable))

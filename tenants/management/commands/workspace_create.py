@@ -21,7 +21,9 @@ class Command(BaseCommand):
         try:
             with transaction.atomic(durable=True):
                 workspace, user = workspace_create(
-                    name=options["name"], admin_email=options["admin_email"], admin_password=options["admin_password"]
+                    name=options["name"],
+                    admin_email=options["admin_email"],
+                    admin_password=options["admin_password"],
                 )
         except TenantError as exc:
             raise CommandError(str(exc)) from None

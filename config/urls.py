@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from config import health
 from tenants import views as tenant_views
 
 admin.site.site_header = "WhatsApp Inbox admin"
@@ -11,6 +12,8 @@ admin.site.index_title = "Workspaces, numbers and people"
 
 urlpatterns = [
     path("", tenant_views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", include("tenants.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from config.request_context import bind_workspace
 from tenants.selectors import current_membership
 
 SESSION_WORKSPACE_KEY = "workspace_id"
@@ -19,4 +20,6 @@ class CurrentWorkspaceMiddleware:
         membership = current_membership(request.user, request.session.get(SESSION_WORKSPACE_KEY))
         request.membership = membership  # type: ignore[attr-defined]
         request.workspace = membership.workspace if membership else None  # type: ignore[attr-defined]
+        if membership is not None:
+            bind_workspace(membership.workspace_id)
         return self.get_response(request)

@@ -105,3 +105,25 @@ def test_suspended_workspace_members_get_a_clear_page(team) -> None:
     assert response.status_code == 403
     assert b"is suspended" in response.content
     assert b"still received" in response.content
+
+
+def test_repeated_failures_lock_the_account_out_and_are_audited(team, client: Client) -> None:
+    from tenants.login_throttle import MAX_FAILURES
+    from tenants.models import AuditLog
+
+    for _ in range(MAX_FAILURES):
+        client.post(reverse("tenants:login"), {"username": "bob@example.com", "password": "wrong"})
+    locked = client.post(reverse("tenants:login"), {"username": "bob@example.com", "password": "password123"})
+    assert locked.status_code == 429
+    assert "Too many failed sign-in attempts" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert AuditLog.objects.filter(action="auth.sign_in_failed").count() == MAX_FAILURES
+    assert AuditLog.objects.filter(action="auth.sign_in_locked_out").exists()
+
+
+def test_a_successful_sign_in_is_audited(team, client: Client) -> None:
+    from tenants.models import AuditLog
+
+    client.post(reverse("tenants:login"), {"username": "bob@example.com", "password": "password123"})
+    entry = AuditLog.objects.get(action="auth.signed_in")
+    assert entry.actor == team.bob and entry.ip_address == "127.0.0.1"

@@ -1,0 +1,74 @@
+"""HTTP plumbing shared by the provider transports: sessions, timeouts, Retry-After, network errors.
+
+Nothing here knows a provider's JSON; each transport maps its own error bodies.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+
+from channels_app.providers.base import FailureKind, TransportError
+
+# (connect, read) seconds. A send that takes longer than this is treated as a transient failure; it may
+# still have reached the provider, which is why the outbox can (rarely) send a message twice.
+DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 20.0)
+
+# Without a Retry-After header we wait a minute before trying a rate-limited number again.
+DEFAULT_RETRY_AFTER = 60.0
+
+_local = threading.local()
+
+
+def http_session() -> requests.Session:
+    """One keep-alive session per thread (requests.Session is not thread-safe; reusing connections matters
+    when a drain sends hundreds of messages a second)."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        # Never pick up proxies or .netrc credentials from the environment for provider calls.
+        session.trust_env = False
+        _local.session = session
+    return session
+
+
+def parse_retry_after(value: str | None, *, default: float = DEFAULT_RETRY_AFTER) -> float:
+    """Seconds to wait, from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def network_error(exc: requests.RequestException, provider: str) -> TransportError:
+    """A request that never got an HTTP answer. Messages name the failure, never the URL's secrets."""
+    if isinstance(exc, requests.Timeout):
+        return TransportError(
+            f"{provider} did not answer in time", kind=FailureKind.TRANSIENT, code="timeout"
+        )
+    if isinstance(exc, requests.ConnectionError):
+        return TransportError(
+            f"could not connect to {provider}", kind=FailureKind.TRANSIENT, code="connection"
+        )
+    return TransportError(f"request to {provider} failed", kind=FailureKind.TRANSIENT, code="request")
+
+
+def json_or_empty(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

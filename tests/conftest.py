@@ -9,7 +9,14 @@ import pytest
 from django.test import Client
 
 from tenants.models import Membership
-from tests.factories import ChannelFactory, ChatFactory, MembershipFactory, MessageFactory, UserFactory, WorkspaceFactory
+from tests.factories import (
+    ChannelFactory,
+    ChatFactory,
+    MembershipFactory,
+    MessageFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 
 
 @dataclass
@@ -75,3 +82,21 @@ def bob_client(team: Team) -> Client:
 @pytest.fixture
 def charlie_client(team: Team) -> Client:
     return client_for(team.charlie)
+
+
+@pytest.fixture
+def fake_provider() -> Any:
+    """The project's fake Whapi/Meta server on a free port, over real HTTP (channels_app.providers.fake_server)."""
+    from channels_app.providers.fake_server import FakeProvider
+
+    server = FakeProvider().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    """Sign-in lock-outs and API rate limits live in the cache: each test starts from zero."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
+
+from config.metrics import render_metrics
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -56,3 +59,17 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "checks": {name: (problem or "ok") for name, problem in checks.items()},
     }
     return JsonResponse(body, status=503 if failing else 200)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text; allowed with ``Authorization: Bearer <METRICS_TOKEN>`` or from METRICS_ALLOWED_IPS."""
+    token = settings.METRICS_TOKEN
+    auth = request.headers.get("Authorization", "")
+    by_token = bool(token) and constant_time_compare(auth, f"Bearer {token}")
+    by_address = request.META.get("REMOTE_ADDR", "") in settings.METRICS_ALLOWED_IPS
+    if not (by_token or by_address):
+        return HttpResponse(
+            "metrics need a token or an allowed address\n", status=403, content_type="text/plain"
+        )
+    body, content_type = render_metrics()
+    return HttpResponse(body, content_type=content_type)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("", tenant_views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("", include("tenants.urls")),
     path("admin/", admin.site.urls),
 ]

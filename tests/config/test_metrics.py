@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from config.metrics import SEND_ATTEMPTS
+from outbox.models import OutboxMessage
+
+pytestmark = pytest.mark.django_db
+
+
+def test_metrics_are_refused_without_a_token_from_elsewhere(client: Client, settings) -> None:
+    settings.METRICS_ALLOWED_IPS = []
+    settings.METRICS_TOKEN = "scrape-token"
+    assert client.get("/metrics", REMOTE_ADDR="10.0.0.9").status_code == 403
+    assert (
+        client.get("/metrics", REMOTE_ADDR="10.0.0.9", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    )
+    ok = client.get("/metrics", REMOTE_ADDR="10.0.0.9", HTTP_AUTHORIZATION="Bearer scrape-token")
+    assert ok.status_code == 200
+
+
+def test_metrics_show_outbox_depth_channel_status_and_http_durations(team, client: Client) -> None:
+    OutboxMessage.objects.create(
+        channel=team.channel_a,
+        chat=team.chat_a,
+        message_type="text",
+        payload={},
+        next_attempt_at=timezone.now(),
+    )
+    SEND_ATTEMPTS.labels(provider="whapi", result="sent").inc()
+    client.get("/healthz")
+    text = client.get("/metrics").content.decode()
+    assert f'wa_outbox_rows{{channel="{team.channel_a.pk}",status="queued"}} 1.0' in text
+    assert "wa_outbox_oldest_queued_seconds" in text
+    assert (
+        f'wa_channel_status{{channel="{team.channel_a.pk}",provider="whapi",status="connected"}} 1.0' in text
+    )
+    assert 'wa_outbox_send_attempts_total{provider="whapi",result="sent"}' in text
+    assert 'wa_http_request_seconds_count{method="GET",route="healthz",status="200"}' in text
+
+
+def test_metrics_aggregate_several_processes_in_multiprocess_mode(
+    team, client: Client, tmp_path, monkeypatch
+) -> None:
+    """Two worker processes write their counters to the shared directory; one scrape sums them."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    code = (
+        "from prometheus_client import Counter; "
+        "c = Counter('wa_outbox_send_attempts_total', 'x', ['provider', 'result']); "
+        "c.labels(provider='meta', result='sent').inc(3)"
+    )
+    for _ in range(2):
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+        )
+    text = client.get("/metrics").content.decode()
+    assert 'wa_outbox_send_attempts_total{provider="meta",result="sent"} 6.0' in text

@@ -105,8 +105,8 @@ class DatabaseStateCollector(Collector):
             "Stored webhook events by provider and status",
             labels=["provider", "status"],
         )
-        for row in WebhookEvent.objects.values("provider", "status").annotate(n=Count("id")):
-            events.add_metric([row["provider"], row["status"]], row["n"])
+        for stored in WebhookEvent.objects.values("provider", "status").annotate(n=Count("id")):
+            events.add_metric([stored["provider"], stored["status"]], stored["n"])
         yield events
 
 

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc served from our static files, no CDN
     "channels",
     "django_htmx",
     "template_partials",
@@ -201,14 +202,46 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# The REST API (/api/v1/, issue 6): bearer tokens or the session (with CSRF), an envelope on every
+# answer, a per-token rate limit. See tenants/authentication.py and tenants/api_envelope.py.
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "tenants.api_envelope.EnvelopeAutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.authentication.ApiTokenAuthentication",
+        "tenants.authentication.WorkspaceSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsWorkspaceMember"],
+    "DEFAULT_RENDERER_CLASSES": ["tenants.api_envelope.EnvelopeJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "tenants.api_envelope.PageLimitPagination",
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiTokenRateThrottle"],
+    "EXCEPTION_HANDLER": "tenants.api_envelope.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Requests per token (per user for session callers); DRF rate syntax: "<n>/<second|minute|hour|day>".
+API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600/minute")
 SPECTACULAR_SETTINGS = {
     "TITLE": "WhatsApp Team Inbox API",
     "VERSION": "1.0.0",
+    "DESCRIPTION": (
+        "REST API v1. Authenticate with `Authorization: Bearer <token>` (create one with "
+        "`manage.py apitoken_create`). Every answer is an envelope: "
+        '`{"success": true, "data": …}` (lists add `pagination`) or '
+        '`{"success": false, "error": {"message", "code", "fields"}}`.'
+    ),
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# The cache backs the API rate limit, so it must be shared by every web process: Redis when there is one.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {

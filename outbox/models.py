@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -52,3 +53,38 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"outbox {self.pk} {self.status}"
+
+
+class EventSubscription(models.Model):
+    """An integrator's URL that receives signed event deliveries (outgoing webhooks), through the outbox.
+
+    Each delivery is an OutboxMessage with ``message_type="event_delivery"`` (outbox/subscriptions.py).
+    The signing secret is encrypted at rest (channels_app.crypto) and shown once, on create and rotate.
+    """
+
+    class EventType(models.TextChoices):
+        MESSAGE_CREATED = "message.created", "A message was received or sent"
+        MESSAGE_STATUS = "message.status", "A message's status changed"
+        CHAT_UPDATED = "chat.updated", "A chat changed (assignee, status, unread…)"
+        CHANNEL_STATUS = "channel.status", "A number's connection status changed"
+
+    workspace = models.ForeignKey(
+        "tenants.Workspace", on_delete=models.CASCADE, related_name="event_subscriptions"
+    )
+    url = models.URLField(max_length=2000)
+    event_types = models.JSONField(default=list, help_text="EventType values this URL receives.")
+    description = models.CharField(max_length=200, blank=True, default="")
+    encrypted_secret = models.TextField()
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["workspace", "active"], name="eventsub_ws_active")]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({', '.join(self.event_types)})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from config import health
+from config import health, monitoring
 from tenants import views as tenant_views
 
 admin.site.site_header = "WhatsApp Inbox admin"
@@ -15,6 +15,10 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
+    path("monitoring/", monitoring.monitoring_page, name="monitoring"),
+    path("monitoring/replay/", monitoring.monitoring_replay, name="monitoring_replay"),
     path("", include("tenants.urls")),
     path("admin/", admin.site.urls),
+    path("webhooks/", include("webhooks.urls")),
+    path("inbox/", include("inbox.urls")),
 ]

@@ -2,3 +2,7 @@
 
 Callers import from here: ``from inbox.services import message_send``.
 """
+
+from inbox.services.chats import chat_assign, chat_mark_read, chat_set_status, chat_start
+
+__all__ = ["chat_assign", "chat_mark_read", "chat_set_status", "chat_start"]

@@ -1,0 +1,1 @@
+"""whapi provider: webhook parsing and transport."""

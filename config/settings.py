@@ -153,6 +153,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Periodic backstops (beat syncs these into django_celery_beat at start). Each app adds its own entry.
+CELERY_BEAT_SCHEDULE = {
+    # Webhooks: recover events whose worker died (lease expired), queue due retries and lost kicks.
+    "webhooks-requeue-due": {"task": "webhooks.tasks.webhook_events_requeue_due", "schedule": 30.0},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},

@@ -4,5 +4,20 @@ Callers import from here: ``from inbox.services import message_send``.
 """
 
 from inbox.services.chats import chat_assign, chat_mark_read, chat_set_status, chat_start
+from inbox.services.receive import (
+    inbound_events_apply,
+    message_media_failed,
+    message_media_store,
+    message_record_provider_id,
+)
 
-__all__ = ["chat_assign", "chat_mark_read", "chat_set_status", "chat_start"]
+__all__ = [
+    "chat_assign",
+    "chat_mark_read",
+    "chat_set_status",
+    "chat_start",
+    "inbound_events_apply",
+    "message_media_failed",
+    "message_media_store",
+    "message_record_provider_id",
+]

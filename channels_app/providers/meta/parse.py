@@ -33,6 +33,11 @@ def _timestamp(value: Any, fallback: datetime | None = None) -> datetime:
         return fallback or datetime.now(tz=UTC)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (provider payloads omit or null things)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _changes(body: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
         raise WebhookParseError("not a Meta webhook: no entry[] array")
@@ -148,10 +153,10 @@ def _parse_message(
     # An echo is from our number to the customer: the chat is the recipient.
     wa_chat_id = str(item.get("to") or "") if echo else sender
     timestamp = _timestamp(item.get("timestamp"), received_at)
-    context = item.get("context") if isinstance(item.get("context"), dict) else {}
+    context = _obj(item.get("context"))
 
     if msg_type == "reaction":
-        reaction = item.get("reaction") if isinstance(item.get("reaction"), dict) else {}
+        reaction = _obj(item.get("reaction"))
         # Removal arrives without "emoji" (Meta's docs) or with "" (seen in the wild): both mean removed.
         return Reaction(
             target_wa_message_id=str(reaction.get("message_id") or ""),
@@ -166,7 +171,7 @@ def _parse_message(
     media: MediaInfo | None = None
     payload: dict[str, Any] = {}
     normalized_type = msg_type
-    content = item.get(msg_type) if isinstance(item.get(msg_type), dict) else {}
+    content = _obj(item.get(msg_type))
 
     if msg_type == "text":
         text = str(content.get("body") or "")
@@ -183,7 +188,8 @@ def _parse_message(
         }
         text = " · ".join(str(content[k]) for k in ("name", "address") if content.get(k))
     elif msg_type == "contacts":
-        contacts = item.get("contacts") if isinstance(item.get("contacts"), list) else []
+        raw_contacts = item.get("contacts")
+        contacts: list[Any] = raw_contacts if isinstance(raw_contacts, list) else []
         payload = {"contacts": contacts}
         names = [
             str((c.get("name") or {}).get("formatted_name") or "")
@@ -193,7 +199,7 @@ def _parse_message(
         text = ", ".join(n for n in names if n)
     elif msg_type == "interactive":
         reply_type = str(content.get("type") or "")
-        reply = content.get(reply_type) if isinstance(content.get(reply_type), dict) else {}
+        reply = _obj(content.get(reply_type))
         payload = {"reply_type": reply_type, "id": reply.get("id"), "title": reply.get("title")}
         if reply.get("description"):
             payload["description"] = reply.get("description")

@@ -60,6 +60,11 @@ def _timestamp(value: Any, fallback: datetime | None = None) -> datetime:
         return fallback or datetime.now(tz=UTC)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (provider payloads omit or null things)."""
+    return value if isinstance(value, dict) else {}
+
+
 def whapi_event_name(body: Any) -> tuple[str, str]:
     """(category, action), e.g. ("messages", "post"); action falls back from ``event.event`` to ``event.method``."""
     if not isinstance(body, dict):
@@ -134,7 +139,7 @@ def parse_webhook(body: Any, *, received_at: datetime | None = None) -> list[Inb
     elif category == "channel":
         events.append(_parse_health(body))
     elif category == "users":
-        user = body.get("user") if isinstance(body.get("user"), dict) else {}
+        user = _obj(body.get("user"))
         who = str(user.get("name") or user.get("id") or "")
         if action == "delete":
             events.append(
@@ -190,7 +195,7 @@ def _parse_message(item: dict[str, Any], received_at: datetime | None) -> Inboun
     from_me = bool(item.get("from_me"))
     sender = str(item.get("from") or "")
     timestamp = _timestamp(item.get("timestamp"), received_at)
-    content = item.get(msg_type) if isinstance(item.get(msg_type), dict) else {}
+    content = _obj(item.get(msg_type))
 
     if msg_type == "action":
         return _parse_action(item, received_at)
@@ -226,7 +231,7 @@ def _parse_message(item: dict[str, Any], received_at: datetime | None) -> Inboun
     elif msg_type == "reply":
         normalized_type = "interactive"
         reply_type = str(content.get("type") or "")
-        reply = content.get(reply_type) if isinstance(content.get(reply_type), dict) else {}
+        reply = _obj(content.get(reply_type))
         payload = {"reply_type": reply_type, "id": reply.get("id"), "title": reply.get("title")}
         text = str(reply.get("title") or "")
     elif msg_type == "interactive":
@@ -245,7 +250,7 @@ def _parse_message(item: dict[str, Any], received_at: datetime | None) -> Inboun
         if content:
             payload["content"] = content
 
-    context = item.get("context") if isinstance(item.get("context"), dict) else {}
+    context = _obj(item.get("context"))
     if context.get("forwarded"):
         payload["forwarded"] = True
 
@@ -274,7 +279,7 @@ def _parse_message(item: dict[str, Any], received_at: datetime | None) -> Inboun
 
 
 def _parse_action(item: dict[str, Any], received_at: datetime | None) -> InboundEvent:
-    action = item.get("action") if isinstance(item.get("action"), dict) else {}
+    action = _obj(item.get("action"))
     kind = str(action.get("type") or "")
     target = str(action.get("target") or "")
     chat_id = str(item.get("chat_id") or "")
@@ -301,8 +306,8 @@ def _parse_action(item: dict[str, Any], received_at: datetime | None) -> Inbound
 
 
 def _parse_message_update(item: dict[str, Any], received_at: datetime | None) -> list[InboundEvent]:
-    after = item.get("after_update") if isinstance(item.get("after_update"), dict) else {}
-    trigger = item.get("trigger") if isinstance(item.get("trigger"), dict) else {}
+    after = _obj(item.get("after_update"))
+    trigger = _obj(item.get("trigger"))
     wa_message_id = str(item.get("id") or after.get("id") or "")
     changes = item.get("changes") if isinstance(item.get("changes"), list) else []
     chat_id = str(after.get("chat_id") or trigger.get("chat_id") or "")
@@ -357,7 +362,7 @@ def _parse_chats(body: dict[str, Any], action: str, received_at: datetime | None
         return events
     if action == "patch":
         for item in _items(body, "chats_updates"):
-            after = item.get("after_update") if isinstance(item.get("after_update"), dict) else {}
+            after = _obj(item.get("after_update"))
             if after.get("id"):
                 events.append(_chat_update(after, "patch"))
         return events
@@ -381,8 +386,8 @@ def _chat_update(chat: dict[str, Any], action: str) -> ChatUpdate:
 
 
 def _parse_health(body: dict[str, Any]) -> InboundEvent:
-    health = body.get("health") if isinstance(body.get("health"), dict) else {}
-    status = health.get("status") if isinstance(health.get("status"), dict) else {}
+    health = _obj(body.get("health"))
+    status = _obj(health.get("status"))
     text = str(status.get("text") or "").upper()
     if not text and body.get("qr"):
         text = "QR"

@@ -1,0 +1,205 @@
+"""Processing stored webhook events: claim → parse → apply to the inbox → processed | failed | dead.
+
+1. **Claim** with one conditional UPDATE (pending, or failed and due → processing, attempts + 1, a lease).
+   Two workers given the same id: exactly one wins; the other does nothing.
+2. **Parse** the raw body with the provider's parser (``channels_app.providers.<provider>.parse``).
+   A body that cannot be parsed will never parse: the event goes straight to ``dead``.
+3. **Apply** the normalized events through ``inbox.services.inbound_events_apply`` and mark the event
+   processed in the same transaction, so "applied" and "processed" commit together. A deadlock between
+   two workers (chats locked in different orders) is retried at once, a few times.
+4. **Fail**: any other error schedules a retry after 1, 2, 4, 8, 16 minutes; after 5 attempts the
+   event is ``dead`` (replay it from the admin or ``manage.py replay_webhooks``).
+5. **Sweep** (Celery beat, every 30 s): an event whose worker died stays ``processing`` until its lease
+   ends, then returns to ``pending``; due pending/failed events are queued again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import OperationalError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from channels_app.models import Channel
+from channels_app.providers.base import InboundEvent, UnknownEvent, WebhookParseError
+from channels_app.providers.meta.parse import parse_webhook as meta_parse_webhook
+from channels_app.providers.whapi.parse import parse_webhook as whapi_parse_webhook
+from inbox.models import DeferredStatus
+from inbox.services import inbound_events_apply
+from webhooks.models import WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+BACKOFF_MINUTES = (1, 2, 4, 8, 16)
+LEASE = timedelta(minutes=5)
+# A pending event not picked up this long after it was stored lost its kick (broker down, crash).
+PENDING_GRACE = timedelta(seconds=15)
+DEADLOCK_RETRIES = 3
+SWEEP_BATCH = 1000
+# Statuses for ids that never showed up (sent from elsewhere, or a provider quirk) are dropped eventually.
+DEFERRED_STATUS_TTL = timedelta(days=7)
+
+
+class PermanentProcessingError(Exception):
+    """Retrying cannot help (the body is not what the provider sends)."""
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    status: str  # processed | failed | dead | skipped
+    detail: str = ""
+
+
+def webhook_event_claim(*, event_id: int, now: datetime | None = None) -> WebhookEvent | None:
+    now = now or timezone.now()
+    claimed = (
+        WebhookEvent.objects.filter(pk=event_id)
+        .filter(
+            Q(status=WebhookEvent.Status.PENDING)
+            | Q(status=WebhookEvent.Status.FAILED, next_attempt_at__isnull=False, next_attempt_at__lte=now)
+        )
+        .update(
+            status=WebhookEvent.Status.PROCESSING, attempts=F("attempts") + 1, lease_expires_at=now + LEASE
+        )
+    )
+    if not claimed:
+        return None
+    return WebhookEvent.objects.select_related("channel").get(pk=event_id)
+
+
+def webhook_event_parse(event: WebhookEvent) -> list[InboundEvent]:
+    try:
+        body = json.loads(bytes(event.raw_body))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PermanentProcessingError(f"invalid JSON: {exc}") from None
+    channel = event.channel
+    if channel is None:
+        raise PermanentProcessingError("the event has no channel")
+    try:
+        if event.provider == WebhookEvent.Provider.META:
+            return meta_parse_webhook(
+                body, phone_number_id=channel.meta_phone_number_id or None, received_at=event.received_at
+            )
+        # The sandbox provider speaks Whapi's webhook format.
+        return whapi_parse_webhook(body, received_at=event.received_at)
+    except WebhookParseError as exc:
+        raise PermanentProcessingError(str(exc)) from None
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    code = getattr(getattr(exc, "__cause__", None), "sqlstate", None) or getattr(
+        getattr(exc, "__cause__", None), "pgcode", None
+    )
+    return code in ("40P01", "40001")
+
+
+def webhook_event_process(*, event_id: int) -> ProcessOutcome:
+    """Process one stored event if it can be claimed (see the module docstring for the steps)."""
+    event = webhook_event_claim(event_id=event_id)
+    if event is None:
+        return ProcessOutcome("skipped")
+    try:
+        parsed = webhook_event_parse(event)
+    except PermanentProcessingError as exc:
+        _finish_failed(event, str(exc), permanent=True)
+        return ProcessOutcome("dead", str(exc))
+    assert event.channel is not None  # webhook_event_parse refused channel-less events
+    channel: Channel = event.channel
+    event_type = event.event_type
+    if parsed and all(isinstance(item, UnknownEvent) for item in parsed):
+        # Stored and marked, never an error: the admin list shows what we do not understand (yet).
+        event_type = f"unknown:{parsed[0].kind}"[:64]  # type: ignore[union-attr]
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            with transaction.atomic(durable=True):
+                result = inbound_events_apply(
+                    channel=channel, events=parsed, received_at=event.received_at, webhook_event_id=event.pk
+                )
+                WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.PROCESSING).update(
+                    status=WebhookEvent.Status.PROCESSED,
+                    processed_at=timezone.now(),
+                    lease_expires_at=None,
+                    next_attempt_at=None,
+                    last_error="",
+                    event_type=event_type,
+                )
+            logger.debug("webhook event %s processed: %s", event.pk, result)
+            return ProcessOutcome("processed")
+        except OperationalError as exc:
+            if _is_deadlock(exc) and attempt < DEADLOCK_RETRIES:
+                logger.info("webhook event %s hit a deadlock, retrying", event.pk)
+                continue
+            _finish_failed(event, _error_text(exc), permanent=False)
+            return ProcessOutcome(_status_after_failure(event), _error_text(exc))
+        except Exception as exc:
+            logger.exception("webhook event %s failed (attempt %s)", event.pk, event.attempts)
+            _finish_failed(event, _error_text(exc), permanent=False)
+            return ProcessOutcome(_status_after_failure(event), _error_text(exc))
+    return ProcessOutcome("failed")  # pragma: no cover - the loop always returns
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _status_after_failure(event: WebhookEvent) -> str:
+    return WebhookEvent.Status.DEAD if event.attempts >= MAX_ATTEMPTS else WebhookEvent.Status.FAILED
+
+
+def _finish_failed(event: WebhookEvent, error: str, *, permanent: bool) -> None:
+    now = timezone.now()
+    if permanent or event.attempts >= MAX_ATTEMPTS:
+        status, next_attempt = WebhookEvent.Status.DEAD, None
+    else:
+        delay = BACKOFF_MINUTES[min(event.attempts, len(BACKOFF_MINUTES)) - 1]
+        status, next_attempt = WebhookEvent.Status.FAILED, now + timedelta(minutes=delay)
+    WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.PROCESSING).update(
+        status=status, next_attempt_at=next_attempt, lease_expires_at=None, last_error=error
+    )
+    if status == WebhookEvent.Status.DEAD:
+        logger.error("webhook event %s is dead after %s attempts: %s", event.pk, event.attempts, error)
+
+
+def webhook_events_sweep(*, now: datetime | None = None) -> tuple[int, list[int]]:
+    """Return expired ``processing`` events to ``pending`` (dead if out of attempts); list due ids.
+
+    Returns (number of leases recovered, ids to queue).
+    """
+    now = now or timezone.now()
+    expired = WebhookEvent.objects.filter(status=WebhookEvent.Status.PROCESSING, lease_expires_at__lt=now)
+    recovered = expired.filter(attempts__lt=MAX_ATTEMPTS).update(
+        status=WebhookEvent.Status.PENDING,
+        lease_expires_at=None,
+        next_attempt_at=now,
+        last_error="the worker processing this event stopped (lease expired)",
+    )
+    killed = expired.update(
+        status=WebhookEvent.Status.DEAD,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        last_error="the worker stopped on the last attempt (lease expired)",
+    )
+    if recovered or killed:
+        logger.warning(
+            "webhook sweep: %d events back to pending, %d dead after lease expiry", recovered, killed
+        )
+    due = list(
+        WebhookEvent.objects.filter(
+            Q(status=WebhookEvent.Status.PENDING, next_attempt_at__lte=now - PENDING_GRACE)
+            | Q(
+                status=WebhookEvent.Status.PENDING,
+                next_attempt_at__lte=now,
+                last_error__startswith="the worker",
+            )
+            | Q(status=WebhookEvent.Status.FAILED, next_attempt_at__lte=now)
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    DeferredStatus.objects.filter(created_at__lt=now - DEFERRED_STATUS_TTL).delete()
+    return recovered, due

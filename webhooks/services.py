@@ -1,0 +1,133 @@
+"""Writes for raw webhook events: store (before the 200), replay. Processing lives in ``webhooks.processor``.
+
+An event is stored exactly as received (raw bytes, so a Meta signature can be re-checked later) with
+its headers minus anything secret, then processing is kicked after commit. Status machine:
+``pending → processing → processed | failed (retried with backoff) | dead``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from channels_app.models import Channel
+from webhooks.models import WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+# Header values worth keeping to debug a delivery. Every other header keeps its name only: providers
+# let customers add arbitrary headers (Whapi's "Authorization: Bearer …"), so a deny-list would leak.
+KEPT_HEADER_VALUES = {
+    "content-type",
+    "content-length",
+    "user-agent",
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-request-id",
+    "x-whapi-event",
+}
+REDACTED = "[redacted]"
+
+
+def webhook_headers_redacted(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers to store: values only for KEPT_HEADER_VALUES, never Authorization or any secret."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        kept[lowered] = str(value)[:500] if lowered in KEPT_HEADER_VALUES else REDACTED
+    return kept
+
+
+def _kick(event_ids: list[int]) -> None:
+    from webhooks.tasks import webhook_event_process  # tasks import the processor: import late
+
+    def enqueue() -> None:
+        for event_id in event_ids:
+            try:
+                webhook_event_process.delay(event_id)
+            except Exception:
+                # The event is committed; the beat sweep (webhook_events_requeue_due) will pick it up.
+                logger.warning(
+                    "could not enqueue webhook event %s; the sweep will retry", event_id, exc_info=True
+                )
+
+    transaction.on_commit(enqueue)
+
+
+def webhook_event_store(
+    *,
+    provider: str,
+    channels: Iterable[Channel | None],
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    signature_valid: bool,
+    event_type: str,
+    failed_reason: str = "",
+    correlation_id: str = "",
+) -> list[WebhookEvent]:
+    """Store one event per channel the body speaks for, and kick processing after commit.
+
+    ``failed_reason`` stores the body as a failed event for inspection only (e.g. invalid JSON behind a
+    valid signature): it is not kicked and the sweep never retries it (no next attempt time).
+    """
+    now = timezone.now()
+    correlation_id = correlation_id[:64] or uuid.uuid4().hex
+    stored_headers = webhook_headers_redacted(headers)
+    with transaction.atomic(savepoint=False):
+        events = [
+            WebhookEvent(
+                provider=provider,
+                channel=channel,
+                headers=stored_headers,
+                raw_body=raw_body,
+                signature_valid=signature_valid,
+                event_type=event_type[:64],
+                status=WebhookEvent.Status.FAILED if failed_reason else WebhookEvent.Status.PENDING,
+                last_error=failed_reason,
+                # Pending rows carry their due time so the sweep finds lost kicks through the partial index.
+                next_attempt_at=None if failed_reason else now,
+                correlation_id=correlation_id,
+            )
+            for channel in channels
+        ]
+        WebhookEvent.objects.bulk_create(events)
+        if not failed_reason:
+            _kick([event.pk for event in events])
+    return events
+
+
+def webhook_events_replay(*, events: Iterable[WebhookEvent]) -> int:
+    """Queue events for processing again (admin action, ``manage.py replay_webhooks``).
+
+    Processing is idempotent, so replaying a processed event changes nothing in the inbox. An event
+    being processed right now (lease not expired) is left alone. Returns how many were queued.
+    """
+    now = timezone.now()
+    ids = [event.pk for event in events]
+    if not ids:
+        return 0
+    with transaction.atomic(savepoint=False):
+        replayable = list(
+            WebhookEvent.objects.filter(pk__in=ids)
+            .exclude(Q(status=WebhookEvent.Status.PROCESSING) & Q(lease_expires_at__gt=now))
+            .values_list("pk", flat=True)
+        )
+        WebhookEvent.objects.filter(pk__in=replayable).update(
+            status=WebhookEvent.Status.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            lease_expires_at=None,
+            last_error="",
+        )
+        if replayable:
+            logger.info("replaying %d webhook events", len(replayable))
+            _kick(sorted(replayable))
+    return len(replayable)

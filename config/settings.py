@@ -157,7 +157,17 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Webhooks: recover events whose worker died (lease expired), queue due retries and lost kicks.
     "webhooks-requeue-due": {"task": "webhooks.tasks.webhook_events_requeue_due", "schedule": 30.0},
+    # Outbox: drain every second as the backstop to the after-commit kick (expired leases, due retries,
+    # rate-limit resumes). Expires fast so a backlog of beats never piles up while workers are down.
+    "outbox-drain": {"task": "outbox.tasks.outbox_drain", "schedule": 1.0, "options": {"expires": 5}},
 }
+# Outbox: drains run by themselves after commit (embedded: an in-process thread; else a Celery task).
+OUTBOX_AUTO_DRAIN = env_bool("OUTBOX_AUTO_DRAIN", True)
+# Seconds a claimed row stays ours; longer than a send's timeouts so only a dead worker's rows go back.
+OUTBOX_LEASE_SECONDS = int(os.environ.get("OUTBOX_LEASE_SECONDS", "90"))
+# Sandbox numbers: simulated "delivered" and "read" this many seconds after a send.
+SANDBOX_DELIVERED_AFTER = 1.0
+SANDBOX_READ_AFTER = 2.0
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},

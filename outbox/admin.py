@@ -1,20 +1,87 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from outbox.models import OutboxMessage
+from outbox.services import OutboxError, outbox_cancel, outbox_retry_now
 from tenants.scoped_admin import WorkspaceScopedAdmin
+
+
+class DueFilter(admin.SimpleListFilter):
+    title = "waiting"
+    parameter_name = "waiting"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("retrying", "Retrying (failed at least once)"), ("leased", "Sending now")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "retrying":
+            return queryset.filter(status=OutboxMessage.Status.QUEUED, attempts__gt=0)
+        if self.value() == "leased":
+            return queryset.filter(status=OutboxMessage.Status.SENDING)
+        return queryset
 
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(WorkspaceScopedAdmin):
+    """The outbox, scoped to the admin's workspaces: actions run on the scoped queryset, so another
+    workspace's rows can be neither seen nor retried nor cancelled."""
+
     workspace_field = "channel__workspace_id"
-    list_display = ("id", "channel", "chat", "message_type", "status", "attempts", "priority", "next_attempt_at",
-                    "last_error")
-    list_filter = ("status", "message_type", "channel")
+    list_display = (
+        "id",
+        "channel",
+        "chat",
+        "message_type",
+        "status",
+        "attempts",
+        "priority",
+        "next_attempt_at",
+        "last_error_code",
+        "last_error",
+    )
+    list_filter = ("status", DueFilter, "message_type", "last_error_code", "channel")
     search_fields = ("last_error", "message__wa_message_id", "message__client_message_id")
     list_select_related = ("channel", "chat")
     readonly_fields = [f.name for f in OutboxMessage._meta.fields]
+    date_hierarchy = "created_at"
+    actions = ["retry_now", "cancel"]
 
     def has_add_permission(self, request, *args):  # type: ignore[no-untyped-def]
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Rows are history: cancel instead of deleting.
+        return bool(request.user.is_superuser) and super().has_delete_permission(request, obj)
+
+    @admin.action(description="Retry now")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
+        done, refused = 0, []
+        for row in queryset:
+            try:
+                outbox_retry_now(row=row, actor=request.user)
+                done += 1
+            except OutboxError as exc:
+                refused.append(str(exc))
+        if done:
+            self.message_user(request, f"{done} row(s) will be sent at the next drain.")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+
+    @admin.action(description="Cancel (do not send)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
+        done, refused = 0, []
+        for row in queryset:
+            try:
+                outbox_cancel(row=row, actor=request.user)
+                done += 1
+            except OutboxError as exc:
+                refused.append(str(exc))
+        if done:
+            self.message_user(request, f"Cancelled {done} row(s).")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)

@@ -23,6 +23,9 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 WHITENOISE_USE_FINDERS = True
 CELERY_TASK_ALWAYS_EAGER = True  # tests drive tasks directly; subprocess tests start real workers
 CELERY_TASK_EAGER_PROPAGATES = True
+# Tests drive the outbox drain themselves (no background drainer thread racing them); tests of the kick
+# turn it on explicitly.
+OUTBOX_AUTO_DRAIN = False
 if REDIS_URL:
     # Each xdist worker gets its own channel-layer prefix so parallel tests don't hear each other.
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")  # noqa: F405

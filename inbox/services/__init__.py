@@ -10,6 +10,7 @@ from inbox.services.receive import (
     message_media_store,
     message_record_provider_id,
 )
+from inbox.services.send import message_retry, message_send
 
 __all__ = [
     "chat_assign",
@@ -20,4 +21,6 @@ __all__ = [
     "message_media_failed",
     "message_media_store",
     "message_record_provider_id",
+    "message_retry",
+    "message_send",
 ]

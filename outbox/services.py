@@ -1,0 +1,543 @@
+"""The outbox state machine: enqueue, claim, record, retry, pause and resume.
+
+Row life: ``queued → sending → sent | failed``; ``queued ⇄ paused`` while its number is rate-limited;
+``cancelled`` by an admin. ``attempts`` counts provider calls (incremented when a row is claimed);
+``max_attempts`` counts the retries after the first call, so the default 5 gives the schedule
+at once, +1, +2, +4, +8, +16 minutes, then failed (``retry_delay``).
+
+Guarantees, and what gives them:
+
+- **Once.** A row is claimed by one drain at a time (``FOR UPDATE SKIP LOCKED`` in one statement on
+  Postgres; SQLite's IMMEDIATE write transaction with a single in-process drainer in the embedded mode).
+  Results are recorded only while the row is still ``sending`` with the attempt number the drain claimed
+  (a fencing token), so a drain that lost its lease cannot overwrite a newer attempt. The one way to
+  send twice is a worker that dies (or times out) after the provider accepted and before the result was
+  recorded: its lease expires and the row goes again. Providers have no idempotency key to prevent that.
+- **Order per chat.** A row is claimable only when no earlier row of its chat is queued, sending or
+  paused (a retrying row is queued with a later ``next_attempt_at``, so it holds its chat back). A row
+  that failed for good or was cancelled no longer holds anything.
+- **Provider calls outside transactions.** Claiming commits before any HTTP; each result is recorded in
+  a short transaction of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from channels_app.models import Channel
+from channels_app.providers.base import FailureKind, SendResult, TransportError
+from channels_app.services import channel_status_set
+from outbox.models import OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+Status = OutboxMessage.Status
+
+RETRY_FIRST_DELAY = timedelta(minutes=1)
+RETRY_MAX_DELAY = timedelta(minutes=16)
+DEFAULT_RETRY_AFTER = 60.0
+# Statuses of an earlier row that hold back the later rows of the same chat.
+ORDER_BLOCKING = (Status.QUEUED, Status.SENDING, Status.PAUSED)
+
+
+def lease_seconds() -> int:
+    # Longer than a send can take (connect + read timeouts, plus a media upload), so a live worker never
+    # loses its lease; a dead one's rows are back in the queue after this long.
+    return int(getattr(settings, "OUTBOX_LEASE_SECONDS", 90))
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Wait after the ``attempts``-th failed call: 1, 2, 4, 8, 16, 16… minutes (Sentry's doubling, capped)."""
+    return min(RETRY_FIRST_DELAY * (2 ** max(0, attempts - 1)), RETRY_MAX_DELAY)
+
+
+class OutboxError(Exception):
+    """A refused outbox operation (retry/cancel of a row in the wrong state), fit to show an admin."""
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+def outbox_enqueue(
+    *,
+    channel: Channel,
+    message_type: str,
+    payload: dict[str, Any],
+    chat: Any = None,
+    message: Any = None,
+    priority: int = 0,
+    now: datetime | None = None,
+) -> OutboxMessage:
+    """Queue one row in the caller's transaction and kick a drain once it commits."""
+    now = now or timezone.now()
+    with transaction.atomic(savepoint=False):
+        row = OutboxMessage.objects.create(
+            channel=channel,
+            chat=chat,
+            message=message,
+            message_type=message_type,
+            payload=payload,
+            priority=priority,
+            next_attempt_at=now,
+        )
+    outbox_kick_on_commit()
+    return row
+
+
+def outbox_kick_on_commit() -> None:
+    from outbox.tasks import outbox_kick  # tasks import this module
+
+    transaction.on_commit(outbox_kick)
+
+
+# ---------------------------------------------------------------- claim
+
+
+CLAIM_SQL = """
+WITH picked AS (
+    SELECT o.id
+    FROM outbox_outboxmessage o
+    JOIN channels_app_channel ch ON ch.id = o.channel_id
+    WHERE o.status = 'queued'
+      AND o.next_attempt_at <= %(now)s
+      AND ch.status <> 'paused'
+      AND (ch.paused_until IS NULL OR ch.paused_until <= %(now)s)
+      AND (o.chat_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM outbox_outboxmessage e
+            WHERE e.chat_id = o.chat_id AND e.id < o.id AND e.status IN ('queued', 'sending', 'paused')))
+    ORDER BY o.priority DESC, o.created_at, o.id
+    LIMIT %(limit)s
+    FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE outbox_outboxmessage u
+SET status = 'sending', attempts = u.attempts + 1, lease_expires_at = %(lease)s, updated_at = %(now)s
+FROM picked
+WHERE u.id = picked.id
+RETURNING u.id
+"""
+
+
+def _claimable(now: datetime) -> Any:
+    earlier_in_chat = OutboxMessage.objects.filter(
+        chat_id=OuterRef("chat_id"), id__lt=OuterRef("id"), status__in=ORDER_BLOCKING
+    )
+    return (
+        OutboxMessage.objects.filter(status=Status.QUEUED, next_attempt_at__lte=now)
+        .exclude(channel__status=Channel.Status.PAUSED)
+        .filter(Q(channel__paused_until__isnull=True) | Q(channel__paused_until__lte=now))
+        .filter(Q(chat_id__isnull=True) | ~Exists(earlier_in_chat))
+        .order_by("-priority", "created_at", "id")
+    )
+
+
+def outbox_claim_batch(*, limit: int = 50, now: datetime | None = None) -> list[OutboxMessage]:
+    """Claim up to ``limit`` due rows (``sending``, attempts + 1, leased) and return them, best first.
+
+    Postgres: one ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`` statement, so any number of
+    drains can claim at once without waiting for each other or taking the same row. SQLite (embedded):
+    the same filter in one write transaction; SQLite has one writer at a time, so it is just as exclusive.
+    """
+    now = now or timezone.now()
+    lease = now + timedelta(seconds=lease_seconds())
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(CLAIM_SQL, {"now": now, "lease": lease, "limit": limit})
+            ids = [row[0] for row in cursor.fetchall()]
+    else:
+        with transaction.atomic():
+            ids = list(_claimable(now).values_list("id", flat=True)[:limit])
+            OutboxMessage.objects.filter(id__in=ids, status=Status.QUEUED).update(
+                status=Status.SENDING, attempts=F("attempts") + 1, lease_expires_at=lease, updated_at=now
+            )
+    if not ids:
+        return []
+    rows = list(
+        OutboxMessage.objects.filter(id__in=ids)
+        .select_related("channel", "chat", "message", "message__reply_to")
+        .order_by("-priority", "created_at", "id")
+    )
+    _message_hooks().claimed(rows=rows, occurred_at=now)
+    return rows
+
+
+# ---------------------------------------------------------------- record
+
+
+def _owned(row: OutboxMessage) -> Any:
+    """The row, still ours: sending with the attempt number we claimed."""
+    return OutboxMessage.objects.filter(pk=row.pk, status=Status.SENDING, attempts=row.attempts)
+
+
+def outbox_record_success(*, row: OutboxMessage, result: SendResult, now: datetime | None = None) -> bool:
+    """Mark a row sent and give its message the provider's id. False if the row was no longer ours."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = _owned(row).update(
+            status=Status.SENT,
+            sent_at=now,
+            lease_expires_at=None,
+            last_error="",
+            last_error_code="",
+            updated_at=now,
+        )
+        if not updated:
+            logger.warning(
+                "outbox %s: sent (provider id %s) after losing its lease; another attempt may send it again",
+                row.pk,
+                result.wa_message_id,
+            )
+            return False
+        row.status, row.sent_at = Status.SENT, now
+        if row.message_id:
+            _message_hooks().sent(row=row, wa_message_id=result.wa_message_id, occurred_at=now)
+    return True
+
+
+def outbox_record_failure(*, row: OutboxMessage, error: TransportError, now: datetime | None = None) -> str:
+    """Record a failed call: retry later, pause the number, or fail for good. Returns the row's new status."""
+    now = now or timezone.now()
+    if error.kind == FailureKind.RATE_LIMITED:
+        until = now + timedelta(
+            seconds=error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
+        )
+        outbox_channel_pause(channel=row.channel, until=until, reason=str(error), rows=[row], now=now)
+        return Status.PAUSED
+    with transaction.atomic():
+        permanent = error.kind == FailureKind.PERMANENT
+        exhausted = row.attempts > row.max_attempts
+        if permanent or exhausted:
+            reason = str(error) if permanent else f"gave up after {row.attempts} attempts: {error}"
+            updated = _owned(row).update(
+                status=Status.FAILED,
+                lease_expires_at=None,
+                last_error=reason,
+                last_error_code=error.code[:32],
+                updated_at=now,
+            )
+            if updated:
+                row.status = Status.FAILED
+                if row.message_id:
+                    _message_hooks().failed(row=row, code=error.code, reason=reason, occurred_at=now)
+            if error.disconnect:
+                channel = Channel.objects.select_for_update(no_key=True).get(pk=row.channel_id)
+                channel_status_set(channel=channel, status=Channel.Status.DISCONNECTED, detail=str(error))
+            return Status.FAILED if updated else row.status
+        next_attempt_at = now + retry_delay(row.attempts)
+        updated = _owned(row).update(
+            status=Status.QUEUED,
+            next_attempt_at=next_attempt_at,
+            lease_expires_at=None,
+            last_error=str(error),
+            last_error_code=error.code[:32],
+            updated_at=now,
+        )
+        if updated:
+            row.status, row.next_attempt_at = Status.QUEUED, next_attempt_at
+            if row.message_id:
+                _message_hooks().retry(
+                    row=row,
+                    code=error.code,
+                    reason=str(error),
+                    next_attempt_at=next_attempt_at,
+                    occurred_at=now,
+                )
+        return Status.QUEUED if updated else row.status
+
+
+def outbox_release(*, row: OutboxMessage, until: datetime, now: datetime | None = None) -> bool:
+    """Give a claimed row back unsent (its number's bucket is empty): no attempt is used up."""
+    now = now or timezone.now()
+    return bool(
+        _owned(row).update(
+            status=Status.QUEUED,
+            attempts=F("attempts") - 1,
+            next_attempt_at=until,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    )
+
+
+def outbox_release_expired_leases(*, now: datetime | None = None) -> int:
+    """Rows whose drain died mid-send go back to the queue (or fail, if they used up their attempts)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(
+            OutboxMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Status.SENDING, lease_expires_at__lt=now)
+            .select_related("message")
+        )
+        for row in expired:
+            if row.attempts > row.max_attempts:
+                reason = f"the sending worker stopped {row.attempts} times; giving up"
+                OutboxMessage.objects.filter(pk=row.pk).update(
+                    status=Status.FAILED,
+                    lease_expires_at=None,
+                    last_error=reason,
+                    last_error_code="lease",
+                    updated_at=now,
+                )
+                if row.message_id:
+                    _message_hooks().failed(row=row, code="lease", reason=reason, occurred_at=now)
+                continue
+            reason = "the sending worker stopped before recording the result; sending again"
+            OutboxMessage.objects.filter(pk=row.pk).update(
+                status=Status.QUEUED,
+                lease_expires_at=None,
+                next_attempt_at=now,
+                last_error=reason,
+                last_error_code="lease",
+                updated_at=now,
+            )
+            if row.message_id:
+                _message_hooks().retry(
+                    row=row, code="lease", reason=reason, next_attempt_at=now, occurred_at=now
+                )
+    if expired:
+        logger.warning("outbox: %d expired lease(s) released", len(expired))
+    return len(expired)
+
+
+# ---------------------------------------------------------------- pause and resume
+
+
+def outbox_channel_pause(
+    *,
+    channel: Channel,
+    until: datetime,
+    reason: str,
+    rows: list[OutboxMessage] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """The provider rate-limited this number: park its queued rows (and ``rows`` we hold) until ``until``.
+
+    The number shows ``degraded`` meanwhile. Claimed rows given here go back unsent, without using up
+    an attempt: a rate limit says nothing about the message.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = Channel.objects.select_for_update(no_key=True).get(pk=channel.pk)
+        # Several drains can hit the limit at once; keep the latest end.
+        until = max(until, locked.paused_until) if locked.paused_until else until
+        for row in rows or []:
+            _owned(row).update(
+                status=Status.PAUSED,
+                attempts=F("attempts") - 1,
+                lease_expires_at=None,
+                last_error=reason,
+                last_error_code="rate_limited",
+                updated_at=now,
+            )
+            if row.message_id:
+                _message_hooks().retry(
+                    row=row, code="rate_limited", reason=reason, next_attempt_at=until, occurred_at=now
+                )
+        OutboxMessage.objects.filter(channel=locked, status=Status.QUEUED).update(
+            status=Status.PAUSED, updated_at=now
+        )
+        if locked.status != Channel.Status.PAUSED:  # an admin's pause outranks ours
+            channel_status_set(
+                channel=locked,
+                status=Channel.Status.DEGRADED,
+                detail=f"Rate limited by the provider until {until:%H:%M:%S} UTC",
+                paused_until=until,
+            )
+        else:
+            Channel.objects.filter(pk=locked.pk).update(paused_until=until)
+    channel.paused_until = until
+    logger.info("channel %s rate limited until %s", channel.pk, until.isoformat())
+
+
+def outbox_resume_due_channels(*, now: datetime | None = None) -> int:
+    """Numbers whose rate-limit pause is over: rows back to the queue, number back to connected."""
+    now = now or timezone.now()
+    resumed = 0
+    due = list(
+        Channel.objects.filter(status=Channel.Status.DEGRADED, paused_until__lte=now).values_list(
+            "pk", flat=True
+        )
+    )
+    for channel_id in due:
+        with transaction.atomic():
+            channel = Channel.objects.select_for_update(no_key=True).get(pk=channel_id)
+            if (
+                channel.status != Channel.Status.DEGRADED
+                or not channel.paused_until
+                or channel.paused_until > now
+            ):
+                continue  # another drain got here first
+            OutboxMessage.objects.filter(channel=channel, status=Status.PAUSED).update(
+                status=Status.QUEUED, next_attempt_at=now, updated_at=now
+            )
+            channel_status_set(channel=channel, status=Channel.Status.CONNECTED, detail="", paused_until=None)
+            resumed += 1
+    # Rows parked for a number that is no longer held back at all (an admin resumed it, say).
+    OutboxMessage.objects.filter(status=Status.PAUSED).exclude(
+        channel__status__in=[Channel.Status.PAUSED, Channel.Status.DEGRADED]
+    ).filter(Q(channel__paused_until__isnull=True) | Q(channel__paused_until__lte=now)).update(
+        status=Status.QUEUED, next_attempt_at=now, updated_at=now
+    )
+    return resumed
+
+
+# ---------------------------------------------------------------- admin actions
+
+
+def outbox_retry_now(*, row: OutboxMessage, actor: Any = None, now: datetime | None = None) -> OutboxMessage:
+    """Send a waiting or failed row at the next drain. A failed row gets its attempts back."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = (
+            OutboxMessage.objects.select_for_update(of=("self",)).select_related("message").get(pk=row.pk)
+        )
+        if locked.status in (Status.SENDING, Status.SENT):
+            raise OutboxError(f"outbox row {locked.pk} is {locked.status}: nothing to retry")
+        was_failed = locked.status in (Status.FAILED, Status.CANCELLED)
+        locked.status = Status.QUEUED
+        locked.next_attempt_at = now
+        fields = ["status", "next_attempt_at", "updated_at"]
+        if was_failed:
+            locked.attempts = 0
+            fields.append("attempts")
+        locked.save(update_fields=fields)
+        if locked.message_id:
+            _message_hooks().requeued(row=locked, actor=actor, occurred_at=now)
+        _audit(locked, "outbox.retry_now", actor)
+    outbox_kick_on_commit()
+    return locked
+
+
+def outbox_cancel(*, row: OutboxMessage, actor: Any = None, now: datetime | None = None) -> OutboxMessage:
+    """Stop a row that has not gone yet; its message shows failed ("cancelled")."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = (
+            OutboxMessage.objects.select_for_update(of=("self",)).select_related("message").get(pk=row.pk)
+        )
+        if locked.status not in (Status.QUEUED, Status.PAUSED, Status.FAILED):
+            raise OutboxError(f"outbox row {locked.pk} is {locked.status}: it can no longer be cancelled")
+        locked.status = Status.CANCELLED
+        locked.last_error = "cancelled by an admin"
+        locked.save(update_fields=["status", "last_error", "updated_at"])
+        if locked.message_id:
+            _message_hooks().failed(
+                row=locked, code="cancelled", reason="cancelled by an admin", occurred_at=now
+            )
+        _audit(locked, "outbox.cancelled", actor)
+    return locked
+
+
+def outbox_requeue_for_retry(*, row: OutboxMessage, now: datetime | None = None) -> OutboxMessage:
+    """A failed message's retry button: the same row goes again from attempt one. Caller holds a transaction."""
+    now = now or timezone.now()
+    with transaction.atomic(savepoint=False):
+        locked = OutboxMessage.objects.select_for_update().get(pk=row.pk)
+        if locked.status in (Status.SENDING, Status.SENT, Status.QUEUED, Status.PAUSED):
+            raise OutboxError("this message is already on its way")
+        locked.status = Status.QUEUED
+        locked.attempts = 0
+        locked.next_attempt_at = now
+        locked.lease_expires_at = None
+        locked.last_error = ""
+        locked.last_error_code = ""
+        locked.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "lease_expires_at",
+                "last_error",
+                "last_error_code",
+                "updated_at",
+            ]
+        )
+    outbox_kick_on_commit()
+    return locked
+
+
+def _audit(row: OutboxMessage, action: str, actor: Any) -> None:
+    from tenants.services import audit_record
+
+    audit_record(
+        action=action, workspace=row.channel.workspace, actor=actor, target=row.channel, data={"row": row.pk}
+    )
+
+
+# ---------------------------------------------------------------- drain
+
+
+@dataclass
+class DrainReport:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    paused: int = 0
+    deferred: int = 0
+    released_leases: int = 0
+    resumed_channels: int = 0
+    batches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def outbox_drain(
+    *,
+    batch_size: int = 50,
+    max_batches: int | None = None,
+    time_budget: float | None = None,
+    now: datetime | None = None,
+    clock: Callable[[], float] | None = None,
+) -> DrainReport:
+    """Send what is due until nothing is left (or ``max_batches``/``time_budget`` run out).
+
+    1. Expired leases go back to the queue; numbers whose rate-limit pause ended resume.
+    2. Claim a batch (committed before any HTTP).
+    3. Send each row through its sender (``outbox.dispatch``), outside any transaction, asking the
+       number's token bucket first; a row whose number is out of tokens goes back for the wait.
+    4. Record each result in its own short transaction; repeat from 2.
+
+    ``now`` freezes the clock for tests (retry schedule); otherwise each step reads the time afresh.
+    """
+    import time
+
+    from outbox.dispatch import BatchSender
+
+    clock = clock or time.monotonic
+    started = clock()
+    report = DrainReport()
+    report.released_leases = outbox_release_expired_leases(now=now)
+    report.resumed_channels = outbox_resume_due_channels(now=now)
+    while True:
+        rows = outbox_claim_batch(limit=batch_size, now=now)
+        if not rows:
+            break
+        report.batches += 1
+        report.claimed += len(rows)
+        BatchSender(now=now).send(rows, report)
+        if max_batches is not None and report.batches >= max_batches:
+            break
+        if time_budget is not None and clock() - started >= time_budget:
+            break
+    return report
+
+
+def outbox_queue_depth() -> int:
+    """Rows waiting to go (queued or paused): the outbox's health metric."""
+    return OutboxMessage.objects.filter(status__in=[Status.QUEUED, Status.PAUSED]).count()
+
+
+def _message_hooks() -> Any:
+    # The inbox side of a message row's life (timeline, status, realtime). Imported late: inbox.services
+    # imports this module to enqueue.
+    from inbox.services import send
+
+    return send.OUTBOX_HOOKS

@@ -19,6 +19,7 @@ urlpatterns = [
     path("monitoring/replay/", monitoring.monitoring_replay, name="monitoring_replay"),
     path("", include("tenants.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("config.api_urls")),
     path("inbox/", include("inbox.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("inbox/", include("inbox.urls")),

@@ -7,7 +7,7 @@
 
 The renderer adds the success envelope, the exception handler builds the error one, and
 ``EnvelopeAutoSchema`` tells drf-spectacular about both, so generated clients see what is really sent.
-This module is on the ground floor (``tenants``): it knows no other app. Views translate their app's
+The schema side is in ``tenants.api_schema``. This module is on the ground floor (``tenants``): it knows no other app. Views translate their app's
 domain errors into ``ApiError``.
 """
 
@@ -22,15 +22,11 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ResolvedComponent, get_override, is_list_serializer
 from rest_framework import exceptions
 from rest_framework.pagination import BasePagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +112,10 @@ def error_body(message: str, code: str, fields: Mapping[str, Any] | None = None)
 
 def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
     """Every exception a view raises becomes an error envelope; unknown ones a 500 without internals."""
+    # Imported here: rest_framework.views reads the API settings, which name this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
+
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -213,7 +213,7 @@ class PageLimitPagination(BasePagination):
             "type": "object",
             "required": ["success", "data", "pagination"],
             "properties": {
-                "success": {"type": "boolean", "enum": [True]},
+                "success": {"type": "boolean"},
                 "data": schema,
                 "pagination": {
                     "type": "object",
@@ -247,99 +247,7 @@ class PageLimitPagination(BasePagination):
         ]
 
 
-# ---------------------------------------------------------------- schema
-
-
-ERROR_ENVELOPE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["success", "error"],
-    "properties": {
-        "success": {"type": "boolean", "enum": [False]},
-        "error": {
-            "type": "object",
-            "required": ["message", "code", "fields"],
-            "properties": {
-                "message": {"type": "string"},
-                "code": {"type": "string"},
-                "fields": {
-                    "type": "object",
-                    "additionalProperties": True,
-                    "description": "Messages per input field (a list, or nested for objects).",
-                },
-            },
-        },
-    },
-}
-
-
 class Enveloped:
     """Marker for a response serializer that already describes the whole envelope (keyset pages)."""
 
     is_envelope = True
-
-
-_RETRY_AFTER_HEADER = {
-    "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before trying again."}
-}
-_DEFAULT_ERRORS = {
-    "400": "The request is not valid (see error.fields).",
-    "401": "Missing, invalid or revoked credentials.",
-    "403": "Your role does not allow this, or the session's CSRF token is missing.",
-    "429": "Too many requests for this token.",
-}
-
-
-class EnvelopeAutoSchema(AutoSchema):
-    """drf-spectacular, told about the envelope: 2xx bodies are wrapped, error answers are documented."""
-
-    def _get_response_for_code(
-        self, serializer: Any, status_code: str, media_types: Any = None, direction: Any = "response"
-    ) -> dict[str, Any]:
-        response: dict[str, Any] = super()._get_response_for_code(
-            serializer, status_code, media_types, direction
-        )
-        if not ("200" <= status_code < "300") or "content" not in response:
-            return response
-        if getattr(serializer, "is_envelope", False):
-            return response
-        paginated = (
-            self._get_paginator() is not None
-            and self._is_list_view(serializer)
-            and get_override(serializer, "many") is not False
-        ) or (is_list_serializer(serializer) and self._get_paginator() is not None)
-        if paginated:
-            return response
-        for media in response["content"].values():
-            media["schema"] = {
-                "type": "object",
-                "required": ["success", "data"],
-                "properties": {"success": {"type": "boolean", "enum": [True]}, "data": media["schema"]},
-            }
-        return response
-
-    def _error_schema_ref(self) -> dict[str, Any]:
-        component = ResolvedComponent(
-            name="ErrorEnvelope",
-            type=ResolvedComponent.SCHEMA,
-            object="ErrorEnvelope",
-            schema=ERROR_ENVELOPE_SCHEMA,
-        )
-        self.registry.register_on_missing(component)
-        return dict(component.ref)
-
-    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
-        responses: dict[str, Any] = super()._get_response_bodies(direction)
-        errors = dict(_DEFAULT_ERRORS)
-        # Views name their extra refusals per method: ``api_errors = {"POST": {"409": "why"}}``.
-        errors.update(getattr(self.view, "api_errors", {}).get(self.method, {}))
-        if "{" in self.path:
-            errors["404"] = "Not found, or not in your workspace."
-        for code, description in errors.items():
-            if code in responses:
-                continue
-            entry = self._get_response_for_code(self._error_schema_ref(), code, direction=direction)
-            entry["description"] = description
-            if code == "429":
-                entry["headers"] = _RETRY_AFTER_HEADER
-            responses[code] = entry
-        return responses

@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -82,25 +81,3 @@ class ApiTokenAuthentication(BaseAuthentication):
 
 class WorkspaceSessionAuthentication(SessionAuthentication):
     """The browser session, CSRF enforced on writes. The workspace comes from the session's choice."""
-
-
-class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "tenants.authentication.ApiTokenAuthentication"
-    name = "bearerAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An API token (manage.py apitoken_create).",
-        }
-
-
-class WorkspaceSessionScheme(OpenApiAuthenticationExtension):
-    target_class = "tenants.authentication.WorkspaceSessionAuthentication"
-    name = "cookieAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        from django.conf import settings
-
-        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}

@@ -164,3 +164,32 @@ def workspace_set_status(*, workspace: Workspace, status: str, actor: Any = None
         workspace.save(update_fields=["status"])
         audit_record(action=f"workspace.{status}", workspace=workspace, actor=actor, target=workspace)
     return workspace
+
+
+def membership_is_last_admin(*, membership: Membership) -> bool:
+    """Whether taking this admin away would leave the workspace with nobody to manage it."""
+    return (
+        membership.is_admin
+        and not Membership.objects.filter(workspace_id=membership.workspace_id, role=Membership.Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+def membership_remove(*, membership: Membership, actor: Any = None) -> None:
+    """Take someone out of a workspace; their API tokens for it stop working at once."""
+    if membership_is_last_admin(membership=membership):
+        raise TenantError("a workspace needs at least one admin: make someone else admin first")
+    with transaction.atomic(savepoint=False):
+        now = timezone.now()
+        ApiToken.objects.filter(
+            workspace_id=membership.workspace_id, user_id=membership.user_id, revoked_at__isnull=True
+        ).update(revoked_at=now)
+        audit_record(
+            action="member.removed",
+            workspace=membership.workspace,
+            actor=actor,
+            target=membership,
+            data={"user_id": membership.user_id, "role": membership.role},
+        )
+        membership.delete()

@@ -220,7 +220,7 @@ X_FRAME_OPTIONS = "DENY"
 # The REST API (/api/v1/, issue 6): bearer tokens or the session (with CSRF), an envelope on every
 # answer, a per-token rate limit. See tenants/authentication.py and tenants/api_envelope.py.
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "tenants.api_envelope.EnvelopeAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "tenants.api_schema.EnvelopeAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tenants.authentication.ApiTokenAuthentication",
         "tenants.authentication.WorkspaceSessionAuthentication",
@@ -250,6 +250,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Three models have a "status"; name each enum after its model instead of a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "ChatStatusEnum": "inbox.models.Chat.Status",
+        "ChannelStatusEnum": "channels_app.models.Channel.Status",
+        "MessageStatusEnum": "inbox.models.Message.Status",
+        "MessageTypeEnum": "inbox.models.Message.Type",
+        "SendTypeEnum": "inbox.api.SEND_TYPES",
+    },
 }
 
 # The cache backs the API rate limit, so it must be shared by every web process: Redis when there is one.

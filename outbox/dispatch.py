@@ -22,6 +22,7 @@ from channels_app.providers.registry import transport_for
 from outbox.models import OutboxMessage
 from outbox.ratelimit import token_bucket
 from outbox.services import DrainReport, outbox_record_failure, outbox_record_success, outbox_release
+from outbox.subscriptions import EVENT_DELIVERY, event_delivery_sender
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,11 @@ def send_chat_message(row: OutboxMessage, context: SendContext) -> SendResult:
     return context.transport(row.channel).send(outgoing_message(row))
 
 
-SENDERS: dict[str, Callable[[OutboxMessage, SendContext], SendResult]] = {MESSAGE: send_chat_message}
+SENDERS: dict[str, Callable[[OutboxMessage, SendContext], SendResult]] = {
+    MESSAGE: send_chat_message,
+    # Integrators' signed webhooks (outbox/subscriptions.py); not in RATE_LIMITED_TYPES below.
+    EVENT_DELIVERY: event_delivery_sender,
+}
 
 # Rows of these types spend their number's send rate (WhatsApp messages do; integrators' webhooks won't).
 RATE_LIMITED_TYPES = {MESSAGE}

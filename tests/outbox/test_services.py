@@ -302,7 +302,10 @@ def test_a_row_of_an_unknown_type_fails_instead_of_blocking_the_queue(fake_provi
 
     channel = provider_channel(fake_provider)
     row = outbox_enqueue(
-        channel=channel, message_type="event_delivery", payload={"url": "https://example.com"}
+        # Not "event_delivery": that type has a sender now (outbox/subscriptions.py).
+        channel=channel,
+        message_type="carrier_pigeon",
+        payload={"url": "https://example.com"},
     )
     outbox_drain()
     row.refresh_from_db()

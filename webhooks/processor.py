@@ -78,13 +78,15 @@ def webhook_event_parse(event: WebhookEvent) -> list[InboundEvent]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentProcessingError(f"invalid JSON: {exc}") from None
     channel = event.channel
-    if channel is None:
-        raise PermanentProcessingError("the event has no channel")
     try:
         if event.provider == WebhookEvent.Provider.META:
             return meta_parse_webhook(
-                body, phone_number_id=channel.meta_phone_number_id or None, received_at=event.received_at
+                body,
+                phone_number_id=(channel.meta_phone_number_id or None) if channel else None,
+                received_at=event.received_at,
             )
+        if channel is None:
+            raise PermanentProcessingError("the event has no channel")
         # The sandbox provider speaks Whapi's webhook format.
         return whapi_parse_webhook(body, received_at=event.received_at)
     except WebhookParseError as exc:
@@ -108,26 +110,26 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     except PermanentProcessingError as exc:
         _finish_failed(event, str(exc), permanent=True)
         return ProcessOutcome("dead", str(exc))
-    assert event.channel is not None  # webhook_event_parse refused channel-less events
-    channel: Channel = event.channel
     event_type = event.event_type
-    if parsed and all(isinstance(item, UnknownEvent) for item in parsed):
+    all_unknown = all(isinstance(item, UnknownEvent) for item in parsed)
+    if parsed and all_unknown:
         # Stored and marked, never an error: the admin list shows what we do not understand (yet).
         event_type = f"unknown:{parsed[0].kind}"[:64]  # type: ignore[union-attr]
+    if event.channel is None:
+        # Meta account-level events reach the one-app endpoint without naming a number.
+        if all_unknown:
+            _finish_processed(event, event_type)
+            return ProcessOutcome("processed")
+        _finish_failed(event, "the event names no channel of ours", permanent=True)
+        return ProcessOutcome("dead", "no channel")
+    channel: Channel = event.channel
     for attempt in range(DEADLOCK_RETRIES + 1):
         try:
             with transaction.atomic(durable=True):
                 result = inbound_events_apply(
                     channel=channel, events=parsed, received_at=event.received_at, webhook_event_id=event.pk
                 )
-                WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.PROCESSING).update(
-                    status=WebhookEvent.Status.PROCESSED,
-                    processed_at=timezone.now(),
-                    lease_expires_at=None,
-                    next_attempt_at=None,
-                    last_error="",
-                    event_type=event_type,
-                )
+                _finish_processed(event, event_type)
             logger.debug("webhook event %s processed: %s", event.pk, result)
             return ProcessOutcome("processed")
         except OperationalError as exc:
@@ -141,6 +143,17 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
             _finish_failed(event, _error_text(exc), permanent=False)
             return ProcessOutcome(_status_after_failure(event), _error_text(exc))
     return ProcessOutcome("failed")  # pragma: no cover - the loop always returns
+
+
+def _finish_processed(event: WebhookEvent, event_type: str) -> None:
+    WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.PROCESSING).update(
+        status=WebhookEvent.Status.PROCESSED,
+        processed_at=timezone.now(),
+        lease_expires_at=None,
+        next_attempt_at=None,
+        last_error="",
+        event_type=event_type,
+    )
 
 
 def _error_text(exc: BaseException) -> str:

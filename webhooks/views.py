@@ -255,12 +255,17 @@ def meta_app_webhook(request: HttpRequest) -> HttpResponse:
     unknown = set(phone_number_ids) - {channel.meta_phone_number_id for channel in channels}
     if unknown:
         logger.warning("meta webhook for unknown phone_number_id(s): %s", ", ".join(sorted(unknown)))
-    if not channels:
+    if phone_number_ids and not channels:
         return _not_found(provider)
+    if not channels:
+        # Account-level changes name no number: stored (and marked unknown when processed).
+        channels_or_none: list[Channel | None] = [None]
+    else:
+        channels_or_none = list(channels)
     with transaction.atomic(durable=True):
         events = webhook_event_store(
             provider=provider,
-            channels=channels,
+            channels=channels_or_none,
             raw_body=body,
             headers=request.headers,
             signature_valid=True,

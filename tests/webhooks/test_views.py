@@ -241,3 +241,15 @@ def test_the_sandbox_endpoint_takes_whapi_format_with_the_webhook_secret(
     with django_capture_on_commit_callbacks(execute=True):
         assert post_whapi(sandbox, body, secret="sandbox-secret", path="sandbox").status_code == 200
     assert Message.objects.filter(channel=sandbox, text="Hello world").exists()
+
+
+def test_the_app_endpoint_stores_account_level_changes_without_a_channel(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.META_APP_SECRET = "one-app-secret"
+    body = fixture_bytes("meta", "variation_account_update.json")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_meta(None, body, secret="one-app-secret").status_code == 200
+    event = WebhookEvent.objects.get()
+    assert event.channel is None
+    assert (event.status, event.event_type) == ("processed", "unknown:meta.account_update")

@@ -81,10 +81,13 @@ def meta_event_type(body: Any) -> str:
 def parse_webhook(
     body: Any, *, phone_number_id: str | None = None, received_at: datetime | None = None
 ) -> list[InboundEvent]:
-    """Every event in the body, in body order; only ``phone_number_id``'s changes when it is given."""
+    """Every event in the body, in body order; only ``phone_number_id``'s changes when it is given
+    (plus account-level changes, which name no number)."""
     events: list[InboundEvent] = []
     for field, value in _changes(body):
-        if phone_number_id is not None and _phone_number_id(value) != phone_number_id:
+        pid = _phone_number_id(value)
+        # Account-level changes (account_update, templates…) carry no number: every channel sees them.
+        if phone_number_id is not None and pid and pid != phone_number_id:
             continue
         if field == "messages":
             events.extend(_parse_messages_value(value, received_at))

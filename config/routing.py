@@ -2,4 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from inbox.routing import websocket_urlpatterns as inbox_websocket_urlpatterns
+
+websocket_urlpatterns: list[Any] = [*inbox_websocket_urlpatterns]

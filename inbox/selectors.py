@@ -86,11 +86,12 @@ def _chats_matching(*, workspace: Any, user: Any, filters: ChatFilters) -> Query
     if filters.q:
         q = filters.q
         digits = "".join(ch for ch in q if ch.isdigit())
-        match = Q(contact_name__icontains=q) | Exists(
+        in_text = Exists(
             Message.objects.filter(chat=OuterRef("pk"), text__icontains=q, deleted_at__isnull=True)
         )
+        match = Q(contact_name__icontains=q) | Q(in_text)
         if digits:
-            match |= Q(contact_phone__contains=digits) | Q(wa_chat_id__contains=digits)
+            match = match | Q(contact_phone__contains=digits) | Q(wa_chat_id__contains=digits)
         qs = qs.filter(match)
     return qs
 
@@ -104,7 +105,11 @@ def chat_matches(*, chat: Chat, user: Any, filters: ChatFilters) -> bool:
     if filters.view == "unassigned" and chat.assignee_id is not None:
         return False
     if filters.q:
-        return _chats_matching(workspace=chat.workspace_id, user=user, filters=filters).filter(pk=chat.pk).exists()
+        return (
+            _chats_matching(workspace=chat.workspace_id, user=user, filters=filters)
+            .filter(pk=chat.pk)
+            .exists()
+        )
     return True
 
 
@@ -121,9 +126,7 @@ def chat_list(
             qs = qs.filter(Q(last_message_at__isnull=True, id__lt=chat_id) | Q(last_message_at__isnull=False))
         else:
             qs = qs.filter(Q(last_message_at__lt=stamp) | Q(last_message_at=stamp, id__lt=chat_id))
-    rows = list(
-        qs.select_related("channel", "assignee").order_by("-last_message_at", "-id")[: limit + 1]
-    )
+    rows = list(qs.select_related("channel", "assignee").order_by("-last_message_at", "-id")[: limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]
     return ChatPage(chats=rows, next_cursor=encode_chat_cursor(rows[-1]) if has_more and rows else "")
@@ -131,7 +134,11 @@ def chat_list(
 
 def chat_for_row(*, chat_id: int, workspace_id: Any) -> Chat | None:
     """One chat with what its list row shows, or None if it is gone or not in this workspace."""
-    return Chat.objects.select_related("channel", "assignee").filter(pk=chat_id, workspace_id=workspace_id).first()
+    return (
+        Chat.objects.select_related("channel", "assignee")
+        .filter(pk=chat_id, workspace_id=workspace_id)
+        .first()
+    )
 
 
 def chat_counts(*, workspace: Any, user: Any) -> dict[str, dict[str, int]]:
@@ -178,9 +185,11 @@ def conversation_messages(*, chat: Chat, before: Any = None, limit: int = MESSAG
     """
     qs = Message.objects.filter(chat=chat)
     if before not in (None, ""):
-        anchor = Message.objects.filter(chat=chat, pk=before).values("sort_at", "id").first() if str(
-            before
-        ).isdigit() else None
+        anchor = (
+            Message.objects.filter(chat=chat, pk=before).values("sort_at", "id").first()
+            if str(before).isdigit()
+            else None
+        )
         if anchor is None:
             return MessagePage(messages=[], has_older=False)
         qs = qs.filter(Q(sort_at__lt=anchor["sort_at"]) | Q(sort_at=anchor["sort_at"], id__lt=anchor["id"]))

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import messages as flash
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -125,18 +125,32 @@ def sync_token() -> str:
 
 
 def page_context(
-    *, request: HttpRequest, filters: ChatFilters, chat: Chat | None = None, before: Any = None, cursor: str = ""
+    *,
+    request: HttpRequest,
+    filters: ChatFilters,
+    chat: Chat | None = None,
+    before: Any = None,
+    cursor: str = "",
 ) -> dict[str, Any]:
     context: dict[str, Any] = {
         "memberships": list(memberships_for_user(user=request.user)),
-        **sidebar_context(workspace=request.workspace, user=request.user, filters=filters),  # type: ignore[attr-defined]
-        **list_context(workspace=request.workspace, user=request.user, filters=filters, cursor=cursor),  # type: ignore[attr-defined]
+        **sidebar_context(workspace=_workspace(request), user=request.user, filters=filters),
+        **list_context(workspace=_workspace(request), user=request.user, filters=filters, cursor=cursor),
         "open_chat_id": chat.pk if chat else None,
         "sync_token": sync_token(),
     }
     if chat is not None:
-        context.update(conversation_context(chat=chat, workspace=request.workspace, before=before))  # type: ignore[attr-defined]
+        context.update(conversation_context(chat=chat, workspace=_workspace(request), before=before))
     return context
+
+
+def _workspace(request: HttpRequest) -> Any:
+    """Set by tenants.middleware; workspace_member_required guarantees it on every view below."""
+    return request.workspace  # type: ignore[attr-defined]
+
+
+def _htmx(request: HttpRequest) -> Any:
+    return request.htmx  # type: ignore[attr-defined]
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -154,16 +168,16 @@ def _back_to_chat(chat: Chat) -> HttpResponse:
 @workspace_member_required
 def inbox(request: HttpRequest) -> HttpResponse:
     filters = ChatFilters.from_params(request.GET)
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         # Search replaces the list region only (the search box keeps focus); switching view or status
         # replaces the list pane and, out of band, the sidebar's filter links with their counts.
-        context = list_context(workspace=request.workspace, user=request.user, filters=filters)  # type: ignore[attr-defined]
+        context = list_context(workspace=_workspace(request), user=request.user, filters=filters)
         context["open_chat_id"] = _int_or_none(request.GET.get("open"))
-        if request.htmx.target == "chat-list-region":  # type: ignore[attr-defined]
+        if _htmx(request).target == "chat-list-region":
             return render(request, TEMPLATE + "#chat-list-region", context)
-        counts = chat_counts(workspace=request.workspace, user=request.user)  # type: ignore[attr-defined]
+        counts = chat_counts(workspace=_workspace(request), user=request.user)
         context.update(filter_nav(counts=counts, filters=filters), filters_oob=True)
-        context["channels"] = channels_for_sidebar(workspace=request.workspace)  # type: ignore[attr-defined]
+        context["channels"] = channels_for_sidebar(workspace=_workspace(request))
         return render(request, TEMPLATE + "#list-pane", context)
     return render(request, TEMPLATE, page_context(request=request, filters=filters))
 
@@ -174,8 +188,10 @@ def chat_list_page(request: HttpRequest) -> HttpResponse:
     """The next page of the chat list (infinite scroll), after ``cursor``."""
     filters = ChatFilters.from_params(request.GET)
     cursor = request.GET.get("cursor", "")
-    if request.htmx:  # type: ignore[attr-defined]
-        context = list_context(workspace=request.workspace, user=request.user, filters=filters, cursor=cursor)  # type: ignore[attr-defined]
+    if _htmx(request):
+        context = list_context(
+            workspace=_workspace(request), user=request.user, filters=filters, cursor=cursor
+        )
         context["open_chat_id"] = None
         return render(request, TEMPLATE + "#chat-list-more", context)
     return render(request, TEMPLATE, page_context(request=request, filters=filters, cursor=cursor))
@@ -184,15 +200,17 @@ def chat_list_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 @workspace_member_required
 def conversation(request: HttpRequest, chat_id: int) -> HttpResponse:
-    chat = access_chat(user=request.user, chat_id=chat_id, workspace=request.workspace)  # type: ignore[attr-defined]
+    chat = access_chat(user=request.user, chat_id=chat_id, workspace=_workspace(request))
     if chat.unread_count or chat.last_read_at is None:
         # Opening a chat marks it read (the issue's rule); only a chat with something unread is written.
         with transaction.atomic(durable=True):
-            chat = access_chat(user=request.user, chat_id=chat_id, workspace=request.workspace, for_write=True)  # type: ignore[attr-defined]
+            chat = access_chat(
+                user=request.user, chat_id=chat_id, workspace=_workspace(request), for_write=True
+            )
             chat_mark_read(chat=chat, user=request.user)
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         context = {
-            **conversation_context(chat=chat, workspace=request.workspace),  # type: ignore[attr-defined]
+            **conversation_context(chat=chat, workspace=_workspace(request)),
             "open_chat_id": chat.pk,
         }
         return render(request, TEMPLATE + "#conversation", context)
@@ -204,9 +222,9 @@ def conversation(request: HttpRequest, chat_id: int) -> HttpResponse:
 @workspace_member_required
 def older_messages(request: HttpRequest, chat_id: int) -> HttpResponse:
     """Messages older than ``before`` (keyset), for scrolling up."""
-    chat = access_chat(user=request.user, chat_id=chat_id, workspace=request.workspace)  # type: ignore[attr-defined]
+    chat = access_chat(user=request.user, chat_id=chat_id, workspace=_workspace(request))
     before = request.GET.get("before", "")
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         context = {"chat": chat, "message_page": conversation_messages(chat=chat, before=before)}
         return render(request, TEMPLATE + "#older-messages", context)
     filters = ChatFilters.from_params(request.GET)
@@ -218,10 +236,10 @@ def older_messages(request: HttpRequest, chat_id: int) -> HttpResponse:
 
 def _chat_action_response(request: HttpRequest, chat: Chat) -> HttpResponse:
     """After an action on a chat: htmx gets the fresh header (others get it over the websocket)."""
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         context = {
             "chat": chat,
-            "agents": workspace_agents(workspace=request.workspace),  # type: ignore[attr-defined]
+            "agents": workspace_agents(workspace=_workspace(request)),
             "statuses": Chat.Status.choices,
             "open_chat_id": chat.pk,
         }
@@ -234,14 +252,16 @@ def _chat_action_response(request: HttpRequest, chat: Chat) -> HttpResponse:
 def assign(request: HttpRequest, chat_id: int) -> HttpResponse:
     agent_id = request.POST.get("agent_id", "")
     with transaction.atomic(durable=True):
-        chat = access_chat(user=request.user, chat_id=chat_id, workspace=request.workspace, for_write=True)  # type: ignore[attr-defined]
+        chat = access_chat(user=request.user, chat_id=chat_id, workspace=_workspace(request), for_write=True)
         agent = None
         if agent_id == "me":
             agent = request.user
         elif agent_id:
             agent = (
                 get_user_model()
-                .objects.filter(pk=agent_id if agent_id.isdigit() else None, memberships__workspace=chat.workspace_id)
+                .objects.filter(
+                    pk=int(agent_id) if agent_id.isdigit() else 0, memberships__workspace=chat.workspace_id
+                )
                 .first()
             )
             if agent is None:
@@ -257,7 +277,7 @@ def set_status(request: HttpRequest, chat_id: int) -> HttpResponse:
     if status not in Chat.Status.values:
         raise Http404("No such status")
     with transaction.atomic(durable=True):
-        chat = access_chat(user=request.user, chat_id=chat_id, workspace=request.workspace, for_write=True)  # type: ignore[attr-defined]
+        chat = access_chat(user=request.user, chat_id=chat_id, workspace=_workspace(request), for_write=True)
         chat_set_status(chat=chat, status=status, acting_user=request.user)
     return _chat_action_response(request, chat)
 
@@ -266,9 +286,9 @@ def set_status(request: HttpRequest, chat_id: int) -> HttpResponse:
 @workspace_member_required
 def mark_read(request: HttpRequest, chat_id: int) -> HttpResponse:
     with transaction.atomic(durable=True):
-        chat = access_chat(user=request.user, chat_id=chat_id, workspace=request.workspace, for_write=True)  # type: ignore[attr-defined]
+        chat = access_chat(user=request.user, chat_id=chat_id, workspace=_workspace(request), for_write=True)
         chat_mark_read(chat=chat, user=request.user)
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         return HttpResponse(status=204)
     return _back_to_chat(chat)
 
@@ -276,14 +296,16 @@ def mark_read(request: HttpRequest, chat_id: int) -> HttpResponse:
 @require_POST
 @workspace_member_required
 def start(request: HttpRequest) -> HttpResponse:
-    channel = access_channel(user=request.user, channel_id=request.POST.get("channel_id"), workspace=request.workspace)  # type: ignore[attr-defined]
+    channel = access_channel(
+        user=request.user, channel_id=request.POST.get("channel_id"), workspace=_workspace(request)
+    )
     try:
         with transaction.atomic(durable=True):
             chat = chat_start(channel=channel, phone=request.POST.get("phone", ""), acting_user=request.user)
     except InboxError as error:
         flash.error(request, str(error))
         return redirect(reverse("inbox:index"))
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         response = HttpResponse(status=204)
         response["HX-Location"] = reverse("inbox:chat", args=[chat.pk])
         return response
@@ -295,7 +317,11 @@ def start(request: HttpRequest) -> HttpResponse:
 
 def _media_type(upload: Any) -> str:
     mime = upload.content_type or mimetypes.guess_type(upload.name)[0] or ""
-    for prefix, kind in (("image/", Message.Type.IMAGE), ("video/", Message.Type.VIDEO), ("audio/", Message.Type.AUDIO)):
+    for prefix, kind in (
+        ("image/", Message.Type.IMAGE),
+        ("video/", Message.Type.VIDEO),
+        ("audio/", Message.Type.AUDIO),
+    ):
         if mime.startswith(prefix):
             return kind
     return Message.Type.DOCUMENT
@@ -317,9 +343,11 @@ def _template_from_post(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _send_failed(request: HttpRequest, chat: Chat, error: str, client_message_id: str) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         response = render(request, TEMPLATE + "#composer-error", {"chat": chat, "composer_error": error})
-        return trigger_client_event(response, "inbox:send-failed", {"client_message_id": client_message_id, "error": error})
+        return trigger_client_event(
+            response, "inbox:send-failed", {"client_message_id": client_message_id, "error": error}
+        )
     flash.error(request, error)
     return _back_to_chat(chat)
 
@@ -327,15 +355,18 @@ def _send_failed(request: HttpRequest, chat: Chat, error: str, client_message_id
 @require_POST
 @workspace_member_required
 def send(request: HttpRequest, chat_id: int) -> HttpResponse:
-    chat = access_chat(user=request.user, chat_id=chat_id, workspace=request.workspace)  # type: ignore[attr-defined]
+    chat = access_chat(user=request.user, chat_id=chat_id, workspace=_workspace(request))
     from inbox.services.send import message_send  # the outbox issue's service, imported once it is needed
+
     client_message_id = request.POST.get("client_message_id", "").strip()[:128] or str(uuid.uuid4())
     text = request.POST.get("text", "").strip()
     upload = request.FILES.get("media_file")
     template = _template_from_post(request)
     reply_to = None
     if request.POST.get("reply_to", "").isdigit():
-        reply_to = access_message(user=request.user, message_id=request.POST["reply_to"], workspace=request.workspace)  # type: ignore[attr-defined]
+        reply_to = access_message(
+            user=request.user, message_id=request.POST["reply_to"], workspace=_workspace(request)
+        )
         if reply_to.chat_id != chat.pk:
             raise Http404("No such message")
     if not (text or upload or template):
@@ -354,7 +385,7 @@ def send(request: HttpRequest, chat_id: int) -> HttpResponse:
             message = message_send(**kwargs)
     except InboxError as error:
         return _send_failed(request, chat, str(error), client_message_id)
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         bubble = message_for_bubble(message_id=message.pk, chat_id=chat.pk)
         return render(request, TEMPLATE + "#message-push", {"chat": chat, "message": bubble})
     return _back_to_chat(chat)
@@ -363,15 +394,16 @@ def send(request: HttpRequest, chat_id: int) -> HttpResponse:
 @require_POST
 @workspace_member_required
 def retry(request: HttpRequest, message_id: int) -> HttpResponse:
-    message = access_message(user=request.user, message_id=message_id, workspace=request.workspace)  # type: ignore[attr-defined]
+    message = access_message(user=request.user, message_id=message_id, workspace=_workspace(request))
     from inbox.services.send import message_retry  # the outbox issue's service
+
     try:
         with transaction.atomic(durable=True):
             message_retry(message=message, acting_user=request.user)
     except InboxError as error:
         flash.error(request, str(error))
     chat = message.chat
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         bubble = message_for_bubble(message_id=message.pk, chat_id=chat.pk)
         return render(request, TEMPLATE + "#message-push", {"chat": chat, "message": bubble})
     return _back_to_chat(chat)
@@ -379,12 +411,12 @@ def retry(request: HttpRequest, message_id: int) -> HttpResponse:
 
 @require_POST
 @workspace_member_required
-def simulate(request: HttpRequest, channel_id: Any) -> HttpResponseBase:
+def simulate(request: HttpRequest, channel_id: Any) -> HttpResponse:
     """Sandbox only: pretend a customer wrote to this number, so a new team sees the whole loop."""
     from channels_app.providers.base import InboundMessage
     from inbox.services.receive import inbound_events_apply  # the webhook issue's service
 
-    channel = access_channel(user=request.user, channel_id=channel_id, workspace=request.workspace)  # type: ignore[attr-defined]
+    channel = access_channel(user=request.user, channel_id=channel_id, workspace=_workspace(request))
     if channel.provider != Channel.Provider.SANDBOX:
         raise Http404("Only sandbox numbers can simulate customers")
     text = request.POST.get("text", "").strip() or "Hi! I have a question about my order."
@@ -402,7 +434,7 @@ def simulate(request: HttpRequest, channel_id: Any) -> HttpResponseBase:
     )
     with transaction.atomic(durable=True):
         inbound_events_apply(channel=channel, events=[event])
-    if request.htmx:  # type: ignore[attr-defined]
+    if _htmx(request):
         return HttpResponse(status=204)
     flash.success(request, "A simulated customer message arrived.")
     return redirect(reverse("inbox:index"))

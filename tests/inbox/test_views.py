@@ -28,7 +28,9 @@ def hx(target: str) -> dict[str, str]:
 # ---------------------------------------------------------------- the inbox page
 
 
-def test_the_inbox_page_shows_the_three_panes_and_the_workspaces_open_chats(alice_client: Client, team: Team) -> None:
+def test_the_inbox_page_shows_the_three_panes_and_the_workspaces_open_chats(
+    alice_client: Client, team: Team
+) -> None:
     response = alice_client.get("/inbox/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -39,7 +41,9 @@ def test_the_inbox_page_shows_the_three_panes_and_the_workspaces_open_chats(alic
     assert 'ws-connect="/ws/inbox/"' in html
 
 
-def test_the_inbox_page_loads_htmx_and_its_ws_extension_from_static_files_not_a_cdn(alice_client: Client) -> None:
+def test_the_inbox_page_loads_htmx_and_its_ws_extension_from_static_files_not_a_cdn(
+    alice_client: Client,
+) -> None:
     html = alice_client.get("/inbox/").content.decode()
     assert "/static/django_htmx/htmx-2.min.js" in html
     assert "/static/django_htmx/ext/hx-ws-2.min.js" in html
@@ -76,8 +80,12 @@ def test_the_page_uses_the_workspace_theme_colour(alice_client: Client, team: Te
 
 
 def test_the_chat_list_is_newest_first(alice_client: Client, team: Team) -> None:
-    older = ChatFactory(channel=team.channel_a, contact_name="Older", last_message_at=timezone.now() - timedelta(days=2))
-    newer = ChatFactory(channel=team.channel_a, contact_name="Newer", last_message_at=timezone.now() + timedelta(minutes=1))
+    older = ChatFactory(
+        channel=team.channel_a, contact_name="Older", last_message_at=timezone.now() - timedelta(days=2)
+    )
+    newer = ChatFactory(
+        channel=team.channel_a, contact_name="Newer", last_message_at=timezone.now() + timedelta(minutes=1)
+    )
     html = alice_client.get("/inbox/").content.decode()
     assert html.index(f'data-chat-id="{newer.pk}"') < html.index(f'data-chat-id="{team.chat_a.pk}"')
     assert html.index(f'data-chat-id="{team.chat_a.pk}"') < html.index(f'data-chat-id="{older.pk}"')
@@ -136,17 +144,30 @@ def test_the_sidebar_counts_chats_per_status_and_view(alice_client: Client, team
     ChatFactory(channel=team.channel_a, assignee=team.alice)
     ChatFactory(channel=team.channel_a, status=Chat.Status.PENDING)
     html = alice_client.get("/inbox/").content.decode()
-    counts = dict(re.findall(r'data-filter="(\w+)".*?<span class="filter-count"[^>]*>(\d+)</span>', html, flags=re.S))
-    assert counts == {"open": "2", "pending": "1", "resolved": "0", "all": "2", "mine": "1", "unassigned": "1"}
+    counts = dict(
+        re.findall(r'data-filter="(\w+)".*?<span class="filter-count"[^>]*>(\d+)</span>', html, flags=re.S)
+    )
+    assert counts == {
+        "open": "2",
+        "pending": "1",
+        "resolved": "0",
+        "all": "2",
+        "mine": "1",
+        "unassigned": "1",
+    }
 
 
 def test_the_chat_list_pages_with_a_cursor(alice_client: Client, team: Team) -> None:
     base = timezone.now() - timedelta(hours=1)
-    chats = [ChatFactory(channel=team.channel_a, last_message_at=base - timedelta(minutes=i)) for i in range(45)]
+    chats = [
+        ChatFactory(channel=team.channel_a, last_message_at=base - timedelta(minutes=i)) for i in range(45)
+    ]
     first = alice_client.get("/inbox/").content.decode()
     cursor = re.search(r'hx-get="/inbox/chats/\?[^"]*cursor=([^"&]+)"', first)
     assert cursor is not None
-    second = alice_client.get(f"/inbox/chats/?view=all&status=open&cursor={cursor.group(1)}", **hx("chat-list-more"))
+    second = alice_client.get(
+        f"/inbox/chats/?view=all&status=open&cursor={cursor.group(1)}", **hx("chat-list-more")
+    )
     html = second.content.decode()
     assert 'hx-swap-oob="beforeend:#chat-list-items"' in html
     shown_first = set(re.findall(r'data-chat-id="(\d+)"', first))
@@ -174,7 +195,9 @@ def test_the_conversation_page_shows_the_messages_and_the_composer(alice_client:
     assert team.message_a.text in html
 
 
-def test_an_htmx_conversation_request_renders_only_the_conversation_partial(alice_client: Client, team: Team) -> None:
+def test_an_htmx_conversation_request_renders_only_the_conversation_partial(
+    alice_client: Client, team: Team
+) -> None:
     html = alice_client.get(f"/inbox/chats/{team.chat_a.pk}/", **hx("conversation-pane")).content.decode()
     assert html.lstrip().startswith('<div id="conversation"')
     assert 'id="sidebar"' not in html
@@ -194,15 +217,34 @@ def test_messages_are_grouped_by_day_with_ticks_media_markers_reactions_and_quot
     chat = team.chat_a
     yesterday = timezone.now() - timedelta(days=1)
     quoted = MessageFactory(chat=chat, text="Original question", sort_at=yesterday)
-    MessageFactory(chat=chat, direction=Message.Direction.OUTBOUND, status=Message.Status.READ, text="Answer", reply_to=quoted)
-    MessageFactory(chat=chat, direction=Message.Direction.OUTBOUND, status=Message.Status.DELIVERED, text="Two ticks")
-    MessageFactory(chat=chat, direction=Message.Direction.OUTBOUND, status=Message.Status.PENDING, text="Clock")
     MessageFactory(
-        chat=chat, direction=Message.Direction.OUTBOUND, status=Message.Status.FAILED, text="Nope",
+        chat=chat,
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.READ,
+        text="Answer",
+        reply_to=quoted,
+    )
+    MessageFactory(
+        chat=chat, direction=Message.Direction.OUTBOUND, status=Message.Status.DELIVERED, text="Two ticks"
+    )
+    MessageFactory(
+        chat=chat, direction=Message.Direction.OUTBOUND, status=Message.Status.PENDING, text="Clock"
+    )
+    MessageFactory(
+        chat=chat,
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.FAILED,
+        text="Nope",
         error_message="Recipient is not on WhatsApp",
     )
     MessageFactory(chat=chat, type=Message.Type.IMAGE, text="", media_url="https://cdn.example.test/a.jpg")
-    MessageFactory(chat=chat, type=Message.Type.DOCUMENT, text="", media_url="https://cdn.example.test/b.pdf", media_filename="b.pdf")
+    MessageFactory(
+        chat=chat,
+        type=Message.Type.DOCUMENT,
+        text="",
+        media_url="https://cdn.example.test/b.pdf",
+        media_filename="b.pdf",
+    )
     MessageFactory(chat=chat, text="Changed", edited_at=timezone.now())
     MessageFactory(chat=chat, text="secret", deleted_at=timezone.now())
     liked = MessageFactory(chat=chat, text="Thanks")
@@ -210,7 +252,9 @@ def test_messages_are_grouped_by_day_with_ticks_media_markers_reactions_and_quot
     html = alice_client.get(f"/inbox/chats/{chat.pk}/").content.decode()
     assert html.count('class="day-divider"') == 2
     assert "Yesterday" in html and "Today" in html
-    assert "tick-read" in html and "tick-delivered" in html and "tick-pending" in html and "tick-failed" in html
+    assert (
+        "tick-read" in html and "tick-delivered" in html and "tick-pending" in html and "tick-failed" in html
+    )
     assert "Recipient is not on WhatsApp" in html and "/inbox/messages/" in html and "Retry" in html
     assert '<img src="https://cdn.example.test/a.jpg"' in html
     assert 'href="https://cdn.example.test/b.pdf" download' in html
@@ -226,7 +270,9 @@ def test_older_messages_load_before_a_message_without_offset(alice_client: Clien
     page = alice_client.get(f"/inbox/chats/{team.chat_a.pk}/").content.decode()
     before = re.search(r"/messages/\?before=(\d+)", page)
     assert before is not None
-    older = alice_client.get(f"/inbox/chats/{team.chat_a.pk}/messages/?before={before.group(1)}", **hx("older-sentinel"))
+    older = alice_client.get(
+        f"/inbox/chats/{team.chat_a.pk}/messages/?before={before.group(1)}", **hx("older-sentinel")
+    )
     html = older.content.decode()
     assert 'hx-swap-oob="afterbegin:#message-list"' in html
     ids = [int(i) for i in re.findall(r'data-message-id="(\d+)"', html)]
@@ -236,16 +282,24 @@ def test_older_messages_load_before_a_message_without_offset(alice_client: Clien
 def test_a_meta_chat_with_a_closed_window_disables_the_text_box_and_offers_templates(
     alice_client: Client, team: Team
 ) -> None:
-    meta = ChannelFactory(workspace=team.workspace_a, provider=Channel.Provider.META, meta_phone_number_id="123")
+    meta = ChannelFactory(
+        workspace=team.workspace_a, provider=Channel.Provider.META, meta_phone_number_id="123"
+    )
     chat = ChatFactory(channel=meta, window_expires_at=timezone.now() - timedelta(minutes=1))
     html = alice_client.get(f"/inbox/chats/{chat.pk}/").content.decode()
     assert re.search(r'<textarea[^>]*name="text"[^>]*disabled', html)
     assert "24 hours" in html
-    assert 'name="template_name"' in html and 'name="template_language"' in html and 'name="template_param"' in html
+    assert (
+        'name="template_name"' in html
+        and 'name="template_language"' in html
+        and 'name="template_param"' in html
+    )
 
 
 def test_a_meta_chat_with_an_open_window_has_a_working_text_box(alice_client: Client, team: Team) -> None:
-    meta = ChannelFactory(workspace=team.workspace_a, provider=Channel.Provider.META, meta_phone_number_id="124")
+    meta = ChannelFactory(
+        workspace=team.workspace_a, provider=Channel.Provider.META, meta_phone_number_id="124"
+    )
     chat = ChatFactory(channel=meta, window_expires_at=timezone.now() + timedelta(hours=3))
     html = alice_client.get(f"/inbox/chats/{chat.pk}/").content.decode()
     assert not re.search(r'<textarea[^>]*name="text"[^>]*disabled', html)
@@ -255,8 +309,12 @@ def test_a_meta_chat_with_an_open_window_has_a_working_text_box(alice_client: Cl
 # ---------------------------------------------------------------- actions
 
 
-def test_assigning_a_chat_from_the_header_updates_it_and_returns_the_header(bob_client: Client, team: Team) -> None:
-    response = bob_client.post(f"/inbox/chats/{team.chat_a.pk}/assign/", {"agent_id": team.alice.pk}, **hx("chat-header"))
+def test_assigning_a_chat_from_the_header_updates_it_and_returns_the_header(
+    bob_client: Client, team: Team
+) -> None:
+    response = bob_client.post(
+        f"/inbox/chats/{team.chat_a.pk}/assign/", {"agent_id": team.alice.pk}, **hx("chat-header")
+    )
     assert response.status_code == 200
     assert response.content.decode().lstrip().startswith('<header id="chat-header"')
     team.chat_a.refresh_from_db()
@@ -285,7 +343,9 @@ def test_resolve_and_reopen_from_the_header(alice_client: Client, team: Team) ->
     alice_client.post(f"/inbox/chats/{team.chat_a.pk}/status/", {"status": "resolved"})
     team.chat_a.refresh_from_db()
     assert team.chat_a.status == Chat.Status.RESOLVED
-    html = alice_client.post(f"/inbox/chats/{team.chat_a.pk}/status/", {"status": "open"}, **hx("chat-header")).content.decode()
+    html = alice_client.post(
+        f"/inbox/chats/{team.chat_a.pk}/status/", {"status": "open"}, **hx("chat-header")
+    ).content.decode()
     team.chat_a.refresh_from_db()
     assert team.chat_a.status == Chat.Status.OPEN
     assert "Resolve" in html
@@ -296,14 +356,18 @@ def test_an_unknown_status_is_refused(alice_client: Client, team: Team) -> None:
 
 
 def test_starting_a_chat_with_a_number_opens_it(bob_client: Client, team: Team) -> None:
-    response = bob_client.post("/inbox/chats/start/", {"channel_id": str(team.channel_a.pk), "phone": "+49 151 2345 6789"})
+    response = bob_client.post(
+        "/inbox/chats/start/", {"channel_id": str(team.channel_a.pk), "phone": "+49 151 2345 6789"}
+    )
     chat = Chat.objects.get(channel=team.channel_a, contact_phone="+4915123456789")
     assert response.status_code == 302 and response["Location"] == f"/inbox/chats/{chat.pk}/"
     assert chat.assignee == team.bob
 
 
 def test_a_bad_number_is_explained(bob_client: Client, team: Team) -> None:
-    response = bob_client.post("/inbox/chats/start/", {"channel_id": str(team.channel_a.pk), "phone": "12"}, follow=True)
+    response = bob_client.post(
+        "/inbox/chats/start/", {"channel_id": str(team.channel_a.pk), "phone": "12"}, follow=True
+    )
     assert "country code" in response.content.decode()
 
 
@@ -411,8 +475,12 @@ def test_the_conversation_uses_the_same_number_of_queries_for_few_and_many_messa
     client = client_for(team.alice)
     client.get(f"/inbox/chats/{team.chat_a.pk}/")  # the first visit marks the chat read: a write, not a read
     for _ in range(5):
-        MessageFactory(chat=team.chat_a).reactions.create(reactor_wa_id="x", emoji="❤", reacted_at=timezone.now())
+        MessageFactory(chat=team.chat_a).reactions.create(
+            reactor_wa_id="x", emoji="❤", reacted_at=timezone.now()
+        )
     few = _queries(client, f"/inbox/chats/{team.chat_a.pk}/")
     for _ in range(80):
-        MessageFactory(chat=team.chat_a).reactions.create(reactor_wa_id="x", emoji="❤", reacted_at=timezone.now())
+        MessageFactory(chat=team.chat_a).reactions.create(
+            reactor_wa_id="x", emoji="❤", reacted_at=timezone.now()
+        )
     assert _queries(client, f"/inbox/chats/{team.chat_a.pk}/") == few

@@ -41,17 +41,24 @@ def message_media_download(self, message_id: int) -> str:  # type: ignore[no-unt
     """Fetch the file into Django storage; retried with backoff (30 s, 1, 2, 4, 8 min), then marked failed.
 
     The message is already committed: a failure here only changes ``media_status``, never the message.
+    Run in-process (embedded mode, tests) there is no worker to come back later, so the retries happen
+    at once, one after the other.
     """
     message = Message.objects.select_related("channel").filter(pk=message_id).first()
     if message is None or message.media_status != Message.MediaStatus.PENDING:
         return "skipped"
-    try:
-        download = _media_fetch(message)  # slow I/O, outside any transaction
-    except MediaFetchError as exc:
-        if exc.permanent or self.request.retries >= self.max_retries:
-            message_media_failed(message=message, reason=str(exc))
-            return "failed"
-        logger.info("media of message %s: %s (retry %s)", message_id, exc, self.request.retries + 1)
-        raise self.retry(countdown=30 * (2**self.request.retries)) from None
+    attempt = self.request.retries
+    while True:
+        try:
+            download = _media_fetch(message)  # slow I/O, outside any transaction
+            break
+        except MediaFetchError as exc:
+            if exc.permanent or attempt >= self.max_retries:
+                message_media_failed(message=message, reason=str(exc))
+                return "failed"
+            logger.info("media of message %s: %s (retry %s)", message_id, exc, attempt + 1)
+            if not self.request.is_eager:
+                raise self.retry(countdown=30 * (2**attempt)) from None
+            attempt += 1
     message_media_store(message=message, content=download.content, mime_type=download.mime_type)
     return "stored"

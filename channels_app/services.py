@@ -143,6 +143,16 @@ def channel_status_set(
         workspace_group(channel.workspace_id),
         {"type": "channel.status", "channel_id": str(channel.pk), "status": status},
     )
+    # Integrators' event subscriptions hear it too (queued in this transaction). Imported late: the
+    # outbox sits above channels_app.
+    from outbox.subscriptions import channel_event_data, subscription_events_emit
+
+    subscription_events_emit(
+        workspace=channel.workspace_id,
+        event_type="channel.status",
+        data=channel_event_data(channel),
+        channel=channel,
+    )
     return True
 
 

@@ -13,12 +13,14 @@ from tenants.realtime import chat_group, send_event_on_commit, workspace_group
 
 def push_chat_updated(chat: Chat) -> None:
     send_event_on_commit(workspace_group(chat.workspace_id), {"type": "chat.updated", "chat_id": chat.pk})
+    _emit_to_subscribers(chat.workspace_id, "chat.updated", chat=chat)
 
 
 def push_message_created(message: Message, chat: Chat) -> None:
     send_event_on_commit(
         chat_group(chat.pk), {"type": "message.created", "message_id": message.pk, "chat_id": chat.pk}
     )
+    _emit_to_subscribers(chat.workspace_id, "message.created", message=message)
     push_chat_updated(chat)
 
 
@@ -28,3 +30,27 @@ def push_message_updated(message: Message) -> None:
         chat_group(message.chat_id),
         {"type": "message.updated", "message_id": message.pk, "chat_id": message.chat_id},
     )
+    _emit_to_subscribers(message.chat.workspace_id, "message.status", message=message)
+
+
+def _emit_to_subscribers(
+    workspace_id: object, event_type: str, *, message: Message | None = None, chat: Chat | None = None
+) -> None:
+    """Integrators' event subscriptions hear every change that browsers hear: every write passes here.
+
+    Queued in the caller's transaction (outbox rows), so an event exists exactly when its change committed.
+    """
+    # Imported late: outbox imports inbox models, and these helpers are imported by inbox services.
+    from outbox.subscriptions import chat_event_data, message_event_data, subscription_events_emit
+
+    if message is not None:
+        subscription_events_emit(
+            workspace=workspace_id,
+            event_type=event_type,
+            data=message_event_data(message),
+            channel=message.channel_id,
+        )
+    elif chat is not None:
+        subscription_events_emit(
+            workspace=workspace_id, event_type=event_type, data=chat_event_data(chat), channel=chat.channel_id
+        )

@@ -359,7 +359,8 @@ def send(request: HttpRequest, chat_id: int) -> HttpResponse:
     from inbox.services.send import message_send  # the outbox issue's service, imported once it is needed
 
     client_message_id = request.POST.get("client_message_id", "").strip()[:128] or str(uuid.uuid4())
-    text = request.POST.get("text", "").strip()
+    # Browsers submit a textarea's line breaks as CRLF; WhatsApp and the bubbles want plain LF.
+    text = request.POST.get("text", "").replace("\r\n", "\n").strip()
     upload = request.FILES.get("media_file")
     template = _template_from_post(request)
     reply_to = None

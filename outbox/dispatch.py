@@ -1,7 +1,7 @@
 """What a claimed row turns into on the wire, by ``message_type``, and the loop that sends a batch.
 
-``SENDERS`` maps a row's ``message_type`` to a function that performs the send and returns a
-``SendResult`` (or raises ``TransportError``). Chat messages (``"message"``) go through the number's
+``SENDERS`` maps a row's ``message_type`` to its sender, which returns a ``SendResult`` (or the call that
+will produce one) or raises ``TransportError``. Chat messages (``"message"``) go through the number's
 provider transport; a later row type (e.g. ``"event_delivery"`` for integrators' webhooks) adds its own
 entry here and reuses the claim, retry, lease and ordering machinery unchanged.
 """
@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import mimetypes
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from channels_app.models import Channel
@@ -21,7 +23,7 @@ from channels_app.providers.base import FailureKind, OutgoingMessage, SendResult
 from channels_app.providers.registry import transport_for
 from outbox.models import OutboxMessage
 from outbox.ratelimit import token_bucket
-from outbox.services import DrainReport, outbox_record_failure, outbox_record_success, outbox_release
+from outbox.services import DrainReport, outbox_record_failure, outbox_record_successes, outbox_release
 from outbox.subscriptions import EVENT_DELIVERY, event_delivery_sender
 
 logger = logging.getLogger(__name__)
@@ -78,11 +80,19 @@ def outgoing_message(row: OutboxMessage) -> OutgoingMessage:
     )
 
 
-def send_chat_message(row: OutboxMessage, context: SendContext) -> SendResult:
-    return context.transport(row.channel).send(outgoing_message(row))
+def send_chat_message(row: OutboxMessage, context: SendContext) -> Callable[[], SendResult]:
+    """Prepared here (token, file bytes, quoted id: database work, in the drain's thread); the returned call
+    is pure HTTP and may run in the batch's thread pool."""
+    transport = context.transport(row.channel)
+    message = outgoing_message(row)
+    return lambda: transport.send(message)
 
 
-SENDERS: dict[str, Callable[[OutboxMessage, SendContext], SendResult]] = {
+# message_type → sender(row, context). A sender either returns the deferred call to make (pure I/O, run
+# concurrently with the batch's other calls) or performs the send itself and returns its SendResult (run
+# in the drain's own thread, one after another). Either way it raises TransportError to fail.
+Sender = Callable[[OutboxMessage, "SendContext"], "SendResult | Callable[[], SendResult]"]
+SENDERS: dict[str, Sender] = {
     MESSAGE: send_chat_message,
     # Integrators' signed webhooks (outbox/subscriptions.py); not in RATE_LIMITED_TYPES below.
     EVENT_DELIVERY: event_delivery_sender,
@@ -93,34 +103,24 @@ RATE_LIMITED_TYPES = {MESSAGE}
 
 
 class BatchSender:
+    """Sends one claimed batch: gate each row on its number's bucket, make the calls (concurrently: a
+    batch holds at most one row per chat, so this cannot reorder a chat), then record the results."""
+
     def __init__(self, *, now: datetime | None = None) -> None:
         self.now = now
         self.context = SendContext()
         self.bucket = token_bucket()
+        self.concurrency = int(getattr(settings, "OUTBOX_SEND_CONCURRENCY", 8))
 
     def _now(self) -> datetime:
         return self.now or timezone.now()
 
     def send(self, rows: list[OutboxMessage], report: DrainReport) -> None:
-        # Numbers that ran out of tokens or were rate limited in this batch: their later rows go back at once.
+        # Numbers out of tokens in this batch: their later rows go back at once, for the same wait.
         throttled: dict[Any, datetime] = {}
-        limited: set[Any] = set()
-        sent_by_channel: dict[Any, datetime] = {}
+        ready: list[tuple[OutboxMessage, Callable[[], SendResult]]] = []
         for row in rows:
             channel_id = row.channel_id
-            if channel_id in limited:
-                # The provider just said stop for this number: park the rest with it.
-                from outbox.services import outbox_channel_pause
-
-                outbox_channel_pause(
-                    channel=row.channel,
-                    until=row.channel.paused_until or self._now(),
-                    reason="rate limited",
-                    rows=[row],
-                    now=self.now,
-                )
-                report.paused += 1
-                continue
             if row.message_type in RATE_LIMITED_TYPES:
                 if channel_id in throttled:
                     outbox_release(row=row, until=throttled[channel_id], now=self.now)
@@ -133,38 +133,71 @@ class BatchSender:
                     outbox_release(row=row, until=until, now=self.now)
                     report.deferred += 1
                     continue
-            outcome = self.send_one(row)
-            if outcome == OutboxMessage.Status.SENT:
-                report.sent += 1
-                sent_by_channel[channel_id] = self._now()
-            elif outcome == OutboxMessage.Status.PAUSED:
-                report.paused += 1
-                limited.add(channel_id)
-            elif outcome == OutboxMessage.Status.QUEUED:
-                report.retrying += 1
-            elif outcome == OutboxMessage.Status.FAILED:
-                report.failed += 1
-        for channel_id, when in sent_by_channel.items():
-            # Once per batch, not per message: many drains updating one channel row would queue on its lock.
-            Channel.objects.filter(pk=channel_id).update(last_sent_at=when)
+            try:
+                ready.append((row, self.prepare(row)))
+            except Exception as exc:
+                self.count(report, self.record_failure(row, self.as_transport_error(row, exc)))
 
-    def send_one(self, row: OutboxMessage) -> str:
+        outcomes = self.execute(ready)
+        successes: list[tuple[OutboxMessage, SendResult]] = []
+        for row, outcome in outcomes:
+            if isinstance(outcome, SendResult):
+                successes.append((row, outcome))
+            else:
+                self.count(report, self.record_failure(row, outcome))
+        if successes:
+            recorded = outbox_record_successes(results=successes, now=self.now)
+            report.sent += recorded
+            for channel_id in {row.channel_id for row, _ in successes}:
+                # Once per batch, not per message: many drains updating one channel row would queue on its lock.
+                Channel.objects.filter(pk=channel_id).update(last_sent_at=self._now())
+
+    def prepare(self, row: OutboxMessage) -> Callable[[], SendResult]:
+        """Everything that touches the database (tokens, files, quoted ids) happens here, in this thread."""
         sender = SENDERS.get(row.message_type)
-        try:
-            if sender is None:
-                raise TransportError(
-                    f"no sender for outbox rows of type {row.message_type!r}", kind=FailureKind.PERMANENT
-                )
-            result = sender(row, self.context)
-        except TransportError as error:
-            logger.info("outbox %s attempt %s failed (%s): %s", row.pk, row.attempts, error.kind, error)
-            return outbox_record_failure(row=row, error=error, now=self.now)
-        except Exception as exc:
-            # Our own bug or an unreadable file: retry with backoff (it may be transient), and say what it was.
-            logger.exception("outbox %s: unexpected error while sending", row.pk)
-            internal = TransportError(
-                f"internal error while sending: {type(exc).__name__}", kind=FailureKind.TRANSIENT
+        if sender is None:
+            raise TransportError(
+                f"no sender for outbox rows of type {row.message_type!r}", kind=FailureKind.PERMANENT
             )
-            return outbox_record_failure(row=row, error=internal, now=self.now)
-        recorded = outbox_record_success(row=row, result=result, now=self.now)
-        return OutboxMessage.Status.SENT if recorded else row.status
+        prepared = sender(row, self.context)
+        if isinstance(prepared, SendResult):
+            return lambda: prepared
+        return prepared
+
+    def execute(
+        self, ready: list[tuple[OutboxMessage, Callable[[], SendResult]]]
+    ) -> list[tuple[OutboxMessage, SendResult | TransportError]]:
+        def call(item: tuple[OutboxMessage, Callable[[], SendResult]]) -> tuple[OutboxMessage, Any]:
+            row, send = item
+            try:
+                return row, send()
+            except Exception as exc:
+                return row, self.as_transport_error(row, exc)
+
+        if len(ready) <= 1 or self.concurrency <= 1:
+            return [call(item) for item in ready]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(ready))) as pool:
+            return list(pool.map(call, ready))
+
+    @staticmethod
+    def as_transport_error(row: OutboxMessage, exc: Exception) -> TransportError:
+        if isinstance(exc, TransportError):
+            return exc
+        # Our own bug or an unreadable file: retry with backoff (it may be transient), and say what it was.
+        logger.error("outbox %s: unexpected error while sending", row.pk, exc_info=exc)
+        return TransportError(
+            f"internal error while sending: {type(exc).__name__}", kind=FailureKind.TRANSIENT
+        )
+
+    def record_failure(self, row: OutboxMessage, error: TransportError) -> str:
+        logger.info("outbox %s attempt %s failed (%s): %s", row.pk, row.attempts, error.kind, error)
+        return outbox_record_failure(row=row, error=error, now=self.now)
+
+    @staticmethod
+    def count(report: DrainReport, outcome: str) -> None:
+        if outcome == OutboxMessage.Status.PAUSED:
+            report.paused += 1
+        elif outcome == OutboxMessage.Status.QUEUED:
+            report.retrying += 1
+        elif outcome == OutboxMessage.Status.FAILED:
+            report.failed += 1

@@ -181,25 +181,84 @@ def outbox_record_success(*, row: OutboxMessage, result: SendResult, now: dateti
     """Mark a row sent and give its message the provider's id. False if the row was no longer ours."""
     now = now or timezone.now()
     with transaction.atomic():
-        updated = _owned(row).update(
-            status=Status.SENT,
-            sent_at=now,
-            lease_expires_at=None,
-            last_error="",
-            last_error_code="",
-            updated_at=now,
+        return bool(_record_success_in_transaction(row, result, now))
+
+
+def outbox_record_successes(
+    *, results: list[tuple[OutboxMessage, SendResult]], now: datetime | None = None
+) -> int:
+    """Record a batch's accepted sends in one transaction: one fenced UPDATE for the rows, one bulk
+    hand-over of the provider ids to the inbox (``sent_many``), one commit.
+
+    If anything in it fails, nothing of it is kept and each result is recorded on its own instead, so one
+    bad row cannot lose the others' provider ids. Returns how many rows were recorded as sent.
+    """
+    now = now or timezone.now()
+    if connection.vendor != "postgresql" or len(results) == 1:
+        return sum(outbox_record_success(row=row, result=result, now=now) for row, result in results)
+    try:
+        with transaction.atomic():
+            owned = _mark_sent_bulk([row for row, _ in results], now)
+            mine = [(row, result) for row, result in results if row.pk in owned]
+            for row, result in results:
+                if row.pk not in owned:
+                    logger.warning(
+                        "outbox %s: sent (provider id %s) after losing its lease; another attempt may send it again",
+                        row.pk,
+                        result.wa_message_id,
+                    )
+                else:
+                    row.status, row.sent_at = Status.SENT, now
+            with_message = [(row, result.wa_message_id) for row, result in mine if row.message_id]
+            if with_message:
+                _message_hooks().sent_many(items=with_message, occurred_at=now)
+        return len(mine)
+    except Exception:
+        logger.exception("outbox: recording a batch failed; recording its rows one by one")
+    return sum(outbox_record_success(row=row, result=result, now=now) for row, result in results)
+
+
+def _mark_sent_bulk(rows: list[OutboxMessage], now: datetime) -> set[int]:
+    """sending → sent for the rows still ours (same attempt number we claimed); returns their ids."""
+    values = ", ".join(["(%s::bigint, %s::int)"] * len(rows))
+    params: list[Any] = []
+    for row in rows:
+        params += [row.pk, row.attempts]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE outbox_outboxmessage o
+            SET status = 'sent', sent_at = %s, lease_expires_at = NULL, last_error = '', last_error_code = '',
+                updated_at = %s
+            FROM (VALUES {values}) AS v(id, attempts)
+            WHERE o.id = v.id AND o.attempts = v.attempts AND o.status = 'sending'
+            RETURNING o.id
+            """,  # noqa: S608 - only placeholders are interpolated
+            [now, now, *params],
         )
-        if not updated:
-            logger.warning(
-                "outbox %s: sent (provider id %s) after losing its lease; another attempt may send it again",
-                row.pk,
-                result.wa_message_id,
-            )
-            return False
-        row.status, row.sent_at = Status.SENT, now
-        if row.message_id:
-            _message_hooks().sent(row=row, wa_message_id=result.wa_message_id, occurred_at=now)
-    return True
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _record_success_in_transaction(row: OutboxMessage, result: SendResult, now: datetime) -> int:
+    updated = _owned(row).update(
+        status=Status.SENT,
+        sent_at=now,
+        lease_expires_at=None,
+        last_error="",
+        last_error_code="",
+        updated_at=now,
+    )
+    if not updated:
+        logger.warning(
+            "outbox %s: sent (provider id %s) after losing its lease; another attempt may send it again",
+            row.pk,
+            result.wa_message_id,
+        )
+        return 0
+    row.status, row.sent_at = Status.SENT, now
+    if row.message_id:
+        _message_hooks().sent(row=row, wa_message_id=result.wa_message_id, occurred_at=now)
+    return 1
 
 
 def outbox_record_failure(*, row: OutboxMessage, error: TransportError, now: datetime | None = None) -> str:

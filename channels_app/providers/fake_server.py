@@ -20,8 +20,8 @@ HTTP (``POST /_fake/rules`` with the same fields as JSON):
 - ``slow``: answer normally after ``delay`` seconds
 - ``hold``: keep the request open until ``POST /_fake/release`` (or ``release_held()``), then answer
 
-A rule applies ``times`` times (-1: until reset), optionally only to requests carrying bearer ``token`` or
-whose path contains ``path_contains``. ``GET /_fake/requests`` lists what was received; ``POST /_fake/reset``
+A rule applies ``times`` times (-1: until reset), optionally only to requests carrying bearer ``token``,
+whose path contains ``path_contains`` or whose raw body contains ``body_contains``. ``GET /_fake/requests`` lists what was received; ``POST /_fake/reset``
 forgets requests and rules. ``POST /_fake/callbacks`` ``{"url", "provider": "meta"|"whapi", "secret",
 "statuses": ["sent", "delivered", "read"], "delay": 0.2}`` makes it post status webhooks for every
 accepted message, signed as the real provider would (Meta: ``X-Hub-Signature-256`` HMAC of the raw body
@@ -93,6 +93,7 @@ class Rule:
     times: int = 1
     token: str = ""
     path_contains: str = ""
+    body_contains: str = ""
     status: int | None = None
     code: int | None = None
     message: str = ""
@@ -104,6 +105,8 @@ class Rule:
         if self.times == 0:
             return False
         if self.token and request.bearer != self.token:
+            return False
+        if self.body_contains and self.body_contains.encode() not in request.body:
             return False
         return not (self.path_contains and self.path_contains not in request.path)
 
@@ -287,6 +290,8 @@ def _deliver_callbacks(config: CallbackConfig, message_id: str, recipient: str, 
 class FakeProviderHandler(BaseHTTPRequestHandler):
     fake: FakeProvider
     protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs
+    # Headers and body go out in two writes; without TCP_NODELAY Nagle + delayed ACK add ~40 ms per call.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks read .requests
         pass

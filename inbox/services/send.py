@@ -353,6 +353,80 @@ class OutboxHooks:
         assert row.message is not None
         message_record_provider_id(message=row.message, wa_message_id=wa_message_id, sent_at=occurred_at)
 
+    def sent_many(self, *, items: list[tuple[OutboxMessage, str]], occurred_at: datetime) -> None:
+        """Give a batch of messages their provider ids in a few statements (Postgres, in the caller's
+        transaction). Same result as ``message_record_provider_id`` for each, which still handles every
+        message that needs more than the plain case: an echo or a status for its id already arrived, or it
+        already has an id.
+
+        1. Take the wa_message_id advisory locks of all ids at once, in sorted order (the same locks and
+           key format as inbox.services.receive, so a webhook for one of these ids waits for us).
+        2. Ids already on a message (an echo beat us) or parked in DeferredStatus go the careful way.
+        3. The rest: one UPDATE sets id, ``sent`` and ``sent_at`` on messages that have no id yet; one
+           INSERT writes their "sent" timeline rows; realtime pushes go after commit.
+        """
+        from django.db import connection
+
+        from inbox.models import DeferredStatus
+
+        by_message = {row.message_id: (row, wa_id) for row, wa_id in items if row.message is not None}
+        keys = sorted({f"wamid:{row.channel_id}:{wa_id}" for row, wa_id in by_message.values()})
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k ORDER BY k",
+                [keys],
+            )
+        wa_ids = [wa_id for _, wa_id in by_message.values()]
+        channel_ids = {row.channel_id for row, _ in by_message.values()}
+        taken = set(
+            Message.objects.filter(channel_id__in=channel_ids, wa_message_id__in=wa_ids).values_list(
+                "channel_id", "wa_message_id"
+            )
+        )
+        taken |= set(
+            DeferredStatus.objects.filter(channel_id__in=channel_ids, wa_message_id__in=wa_ids).values_list(
+                "channel_id", "wa_message_id"
+            )
+        )
+        careful = [(row, wa_id) for row, wa_id in by_message.values() if (row.channel_id, wa_id) in taken]
+        plain = [(row, wa_id) for row, wa_id in by_message.values() if (row.channel_id, wa_id) not in taken]
+        updated: set[int] = set()
+        if plain:
+            values = ", ".join(["(%s::bigint, %s::text)"] * len(plain))
+            params: list[Any] = [occurred_at, occurred_at]
+            for row, wa_id in plain:
+                params += [row.message_id, wa_id]
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"""
+                    UPDATE inbox_message m
+                    SET wa_message_id = v.wa_id,
+                        status = CASE WHEN m.status = 'pending' THEN 'sent' ELSE m.status END,
+                        sent_at = COALESCE(m.sent_at, %s), updated_at = %s
+                    FROM (VALUES {values}) AS v(id, wa_id)
+                    WHERE m.id = v.id AND m.wa_message_id IS NULL
+                    RETURNING m.id
+                    """,  # noqa: S608 - only placeholders are interpolated
+                    params,
+                )
+                updated = {r[0] for r in cursor.fetchall()}
+            MessageEvent.objects.bulk_create(
+                [
+                    MessageEvent(
+                        message_id=message_id,
+                        kind=MessageEvent.Kind.SENT,
+                        detail={"source": "send"},
+                        occurred_at=occurred_at,
+                    )
+                    for message_id in updated
+                ]
+            )
+            for row, _ in plain:
+                if row.message_id in updated:
+                    push_message_updated(row.message)  # type: ignore[arg-type]
+        for row, wa_id in careful + [(row, wa_id) for row, wa_id in plain if row.message_id not in updated]:
+            self.sent(row=row, wa_message_id=wa_id, occurred_at=occurred_at)
+
     def retry(
         self, *, row: OutboxMessage, code: str, reason: str, next_attempt_at: datetime, occurred_at: datetime
     ) -> None:

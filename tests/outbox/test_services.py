@@ -131,7 +131,9 @@ def test_an_invalid_token_fails_the_message_and_disconnects_the_number(fake_prov
 def test_a_pair_limit_retries_that_message_while_the_number_keeps_sending(fake_provider):
     channel = provider_channel(fake_provider, provider="meta")
     chat_1, chat_2 = open_chat(channel), open_chat(channel)
-    fake_provider.add_rule("meta_error", code=131056, status=400, message="pair rate limit hit")
+    fake_provider.add_rule(
+        "meta_error", code=131056, status=400, message="pair rate limit hit", body_contains="to Ana"
+    )
     first = send_text(chat_1, "to Ana")
     second = send_text(chat_2, "to Ben")
     now = row_of(first).next_attempt_at + timedelta(seconds=1)
@@ -146,19 +148,20 @@ def test_a_pair_limit_retries_that_message_while_the_number_keeps_sending(fake_p
 def test_it_keeps_a_chats_order_while_an_earlier_message_retries(fake_provider):
     channel = provider_channel(fake_provider)
     chat, other_chat = open_chat(channel), open_chat(channel)
-    fake_provider.add_rule("server_error", status=500)
+    fake_provider.add_rule("server_error", status=500, body_contains='"one"')
     first, second, third = (send_text(chat, t) for t in ("one", "two", "three"))
     elsewhere = send_text(other_chat, "other chat")
     now = row_of(third).next_attempt_at + timedelta(seconds=1)
 
     outbox_drain(now=now)
-    assert bodies(fake_provider) == ["one", "other chat"]  # two and three wait behind the retrying one
+    # Two and three wait behind the retrying one; the other chat is not held up.
+    assert sorted(bodies(fake_provider)) == ["one", "other chat"]
     assert row_of(second).status == row_of(third).status == OutboxMessage.Status.QUEUED
     assert row_of(second).attempts == 0
     outbox_drain(now=now + timedelta(seconds=59))
-    assert bodies(fake_provider) == ["one", "other chat"]
+    assert len(bodies(fake_provider)) == 2
     outbox_drain(now=now + timedelta(minutes=1))
-    assert bodies(fake_provider) == ["one", "other chat", "one", "two", "three"]
+    assert bodies(fake_provider)[2:] == ["one", "two", "three"]
     for message in (first, second, third, elsewhere):
         message.refresh_from_db()
         assert message.status == Message.Status.SENT
@@ -194,17 +197,19 @@ def test_a_429_pauses_that_number_until_retry_after_and_other_numbers_keep_sendi
     assert row_of(a1).status == row_of(a2).status == OutboxMessage.Status.PAUSED
     assert row_of(a1).attempts == 0, "a rate limit does not use up an attempt"
     assert row_of(b1).status == row_of(b2).status == OutboxMessage.Status.SENT
-    assert bodies(fake_provider) == ["a1", "b1", "b2"]
+    assert sorted(bodies(fake_provider)) == ["a1", "b1", "b2"]
 
     outbox_drain(now=now + timedelta(seconds=29))
-    assert bodies(fake_provider) == ["a1", "b1", "b2"]
+    assert len(bodies(fake_provider)) == 3
 
     b3 = send_text(healthy_chat, "b3")
     outbox_drain(now=max(now + timedelta(seconds=31), row_of(b3).next_attempt_at))
     limited.refresh_from_db()
     assert limited.status == Channel.Status.CONNECTED
     assert limited.paused_until is None
-    assert bodies(fake_provider) == ["a1", "b1", "b2", "a1", "b3", "a2"]
+    later = bodies(fake_provider)[3:]
+    assert sorted(later) == ["a1", "a2", "b3"]
+    assert later.index("a1") < later.index("a2"), "the limited chat keeps its order"
     for message in (a1, a2, b1, b2, b3):
         message.refresh_from_db()
         assert message.status == Message.Status.SENT
@@ -254,10 +259,13 @@ def test_a_drain_that_lost_its_lease_cannot_overwrite_the_newer_attempt(fake_pro
 
 
 def test_retry_now_sends_a_waiting_row_at_once_and_revives_a_failed_one(fake_provider, team):
-    chat = open_chat(provider_channel(fake_provider, workspace=team.workspace_a))
-    fake_provider.add_rule("server_error", status=500)
-    fake_provider.add_rule("whapi_error", status=400, message="Wrong request parameters")
-    waiting, failing = send_text(chat, "waiting"), send_text(open_chat(chat.channel), "failing")
+    chat = open_chat(provider_channel(fake_provider, workspace=team.workspace_a, token="token-retrying"))
+    other = open_chat(provider_channel(fake_provider, workspace=team.workspace_a, token="token-failing"))
+    fake_provider.add_rule("server_error", status=500, token="token-retrying")
+    fake_provider.add_rule(
+        "whapi_error", status=400, message="Wrong request parameters", token="token-failing"
+    )
+    waiting, failing = send_text(chat, "waiting"), send_text(other, "failing")
     outbox_drain()
     assert row_of(waiting).status == OutboxMessage.Status.QUEUED
     assert row_of(failing).status == OutboxMessage.Status.FAILED

@@ -1,0 +1,358 @@
+"""Outbox benchmark (not a test): drain throughput and commit-to-provider latency.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/wa_bench .venv/bin/python bench/outbox.py
+
+1. Throughput: N chat messages queued over many chats, drained by W worker processes through the real
+   outbox (claim, HTTP to the fake provider in its own process, record through the inbox) with rate
+   limits off; beside it, a raw psycopg claim-and-ack loop (same claim statement shape, no HTTP, no
+   inbox writes) with W processes on an identical copy of the table in the same Postgres, same run.
+   Prints both rates and their ratio.
+2. Latency: messages sent one by one through ``message_send``; for each, the time from its commit to
+   the fake provider receiving the call. Once with the after-commit kick waking the drainer, once with
+   the drainer only polling every second (what beat alone gives). Prints p50/p99 for both.
+
+The database named in DATABASE_URL is created if missing and migrated; its outbox tables are emptied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wa_bench")
+os.environ["REDIS_URL"] = ""  # rate limits off: in-process buckets, never consulted at this rate
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+RAW_CLAIM = """
+WITH picked AS (
+    SELECT id FROM bench_raw_outbox
+    WHERE status = 'queued' AND next_attempt_at <= now()
+    ORDER BY priority DESC, created_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE bench_raw_outbox u SET status = 'sending', attempts = u.attempts + 1,
+    lease_expires_at = now() + interval '90 seconds', updated_at = now()
+FROM picked WHERE u.id = picked.id
+RETURNING u.id
+"""
+RAW_ACK = "UPDATE bench_raw_outbox SET status = 'sent', sent_at = now(), updated_at = now() WHERE id = %s"
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django() -> None:
+    import django
+
+    django.setup()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+# ---------------------------------------------------------------- workers (run as subprocesses)
+
+
+def drain_worker(batch_size: int) -> None:
+    setup_django()
+    from outbox.models import OutboxMessage
+    from outbox.services import outbox_drain
+
+    idle = 0
+    while idle < 3:
+        report = outbox_drain(batch_size=batch_size)
+        if report.claimed == 0:
+            if not OutboxMessage.objects.filter(status__in=["queued", "sending"]).exists():
+                idle += 1
+            time.sleep(0.005)
+
+
+def raw_worker(batch_size: int) -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        while True:
+            with conn.transaction():
+                ids = [r[0] for r in conn.execute(RAW_CLAIM, {"limit": batch_size}).fetchall()]
+            if not ids:
+                return
+            # Ack each row in its own statement, as the real drain records each result on its own.
+            for row_id in ids:
+                conn.execute(RAW_ACK, (row_id,))
+
+
+def run_workers(kind: str, workers: int, batch_size: int) -> float:
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen([sys.executable, __file__, f"--{kind}-worker", "--batch", str(batch_size)], cwd=ROOT)
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        if proc.wait() != 0:
+            raise SystemExit(f"{kind} worker failed")
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------- scenario
+
+
+def fixtures(fake_url: str, chats: int) -> tuple[Any, list[Any]]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.services import channel_create
+    from inbox.models import Chat
+    from tenants.models import Workspace
+
+    workspace, _ = Workspace.objects.get_or_create(
+        slug="bench", defaults={"name": "Bench", "max_channels": 1000}
+    )
+    channel = channel_create(
+        workspace=workspace,
+        provider="whapi",
+        display_name=f"bench {time.time()}",
+        phone_number="+15550000000",
+        api_base_url=fake_url,
+        rate_limit_per_second=1e9,
+        tokens={"api_token": "bench-token"},
+    )
+    window = timezone.now() + timedelta(hours=23)
+    chat_rows = Chat.objects.bulk_create(
+        [
+            Chat(
+                workspace=workspace,
+                channel=channel,
+                wa_chat_id=f"1555{n:07d}@s.whatsapp.net",
+                window_expires_at=window,
+            )
+            for n in range(chats)
+        ]
+    )
+    return channel, chat_rows
+
+
+def queue_messages(channel: Any, chats: list[Any], count: int, prefix: str) -> None:
+    """Bulk-queue rows exactly as message_send writes them (the enqueue cost is not what is measured)."""
+    from django.utils import timezone
+
+    from inbox.models import Message
+    from outbox.models import OutboxMessage
+
+    now = timezone.now()
+    messages = Message.objects.bulk_create(
+        [
+            Message(
+                chat=chats[n % len(chats)],
+                channel=channel,
+                client_message_id=f"{prefix}-{n}",
+                direction="out",
+                type="text",
+                text=f"{prefix} {n}",
+                status="pending",
+                sort_at=now,
+            )
+            for n in range(count)
+        ],
+        batch_size=1000,
+    )
+    OutboxMessage.objects.bulk_create(
+        [
+            OutboxMessage(
+                channel=channel,
+                chat=m.chat,
+                message=m,
+                message_type="message",
+                next_attempt_at=now,
+                payload={"to": m.chat.wa_chat_id, "type": "text", "text": m.text},
+            )
+            for m in messages
+        ],
+        batch_size=1000,
+    )
+
+
+def fake_requests(fake_url: str) -> list[dict[str, Any]]:
+    import requests
+
+    return requests.get(f"{fake_url}/_fake/requests", timeout=60).json()
+
+
+def reset_fake(fake_url: str) -> None:
+    import requests
+
+    requests.post(f"{fake_url}/_fake/reset", json={}, timeout=10)
+
+
+def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tuple[float, float]:
+    from django.db import connection
+
+    from outbox.models import OutboxMessage
+
+    channel, chats = fixtures(fake_url, chats=max(200, count // 10))
+    queue_messages(channel, chats, count, "tp")
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_raw_outbox")
+        cursor.execute("CREATE TABLE bench_raw_outbox (LIKE outbox_outboxmessage INCLUDING ALL)")
+        cursor.execute(
+            "INSERT INTO bench_raw_outbox SELECT * FROM outbox_outboxmessage WHERE channel_id = %s",
+            [channel.pk],
+        )
+    connection.close()
+
+    reset_fake(fake_url)
+    ours = run_workers("drain", workers, batch_size)
+    sent = OutboxMessage.objects.filter(channel=channel, status="sent").count()
+    received = [r for r in fake_requests(fake_url) if r["provider"] == "whapi"]
+    assert sent == count, f"only {sent} of {count} rows sent"
+    assert len(received) == count, f"provider got {len(received)} calls for {count} rows"
+
+    raw = run_workers("raw", workers, batch_size)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM bench_raw_outbox WHERE status = 'sent'")
+        assert cursor.fetchone()[0] == count
+        cursor.execute("DROP TABLE bench_raw_outbox")
+    return count / ours, count / raw
+
+
+def latency(fake_url: str, count: int, kick: bool) -> list[float]:
+    """Seconds from each send's commit to the provider receiving it."""
+    from django.conf import settings
+    from django.db import transaction
+
+    from inbox.services import message_send
+    from outbox import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.OUTBOX_AUTO_DRAIN = kick
+    channel, chats = fixtures(fake_url, chats=count)
+    drainer = tasks.EmbeddedDrainer(interval=1.0)  # polling once a second is what beat alone gives
+    tasks.embedded_drainer = drainer
+    if not kick:
+        drainer.wake()  # start polling; no kicks after this
+    reset_fake(fake_url)
+    committed: dict[str, float] = {}
+    label = "kick" if kick else "beat"
+    try:
+        for n in range(count):
+            text = f"lat-{label}-{n}"
+            with transaction.atomic(durable=True):
+                message_send(
+                    chat=chats[n], sender=None, client_message_id=f"{label}-{time.time()}-{n}", text=text
+                )
+            committed[text] = time.time()
+            time.sleep(0.02 if kick else 0.137)  # spread the sends over the polling interval
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            received = {r["json"]["body"]: r["received_at"] for r in fake_requests(fake_url) if r.get("json")}
+            if all(text in received for text in committed):
+                break
+            time.sleep(0.2)
+    finally:
+        drainer.stop()
+    return [max(0.0, received[text] - at) for text, at in committed.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--drain-worker", action="store_true")
+    parser.add_argument("--raw-worker", action="store_true")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--latency-messages", type=int, default=100)
+    args = parser.parse_args()
+    if args.drain_worker:
+        drain_worker(args.batch)
+        return
+    if args.raw_worker:
+        raw_worker(args.batch)
+        return
+
+    ensure_database(os.environ["DATABASE_URL"])
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from outbox.models import OutboxMessage
+
+    OutboxMessage.objects.all().delete()
+
+    port = 8950
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "channels_app.providers.fake_server", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    fake_url = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        for _ in range(100):
+            try:
+                requests.get(f"{fake_url}/_fake/requests", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        ours, raw = throughput(fake_url, args.messages, args.workers, args.batch)
+        kick = latency(fake_url, args.latency_messages, kick=True)
+        beat = latency(fake_url, args.latency_messages, kick=False)
+    finally:
+        fake.terminate()
+        fake.wait()
+
+    result = {
+        "cpus": os.cpu_count(),
+        "messages": args.messages,
+        "workers": args.workers,
+        "outbox_drain_per_s": round(ours, 1),
+        "raw_claim_ack_per_s": round(raw, 1),
+        "ratio": round(ours / raw, 3),
+        "latency_kick_ms": {
+            "p50": round(percentile(kick, 0.5) * 1000, 1),
+            "p99": round(percentile(kick, 0.99) * 1000, 1),
+            "mean": round(statistics.mean(kick) * 1000, 1),
+        },
+        "latency_beat_only_ms": {
+            "p50": round(percentile(beat, 0.5) * 1000, 1),
+            "p99": round(percentile(beat, 0.99) * 1000, 1),
+            "mean": round(statistics.mean(beat) * 1000, 1),
+        },
+    }
+    print(
+        f"outbox drain to fake provider : {ours:8.1f} msg/s  ({args.workers} worker processes, batch {args.batch})"
+    )
+    print(f"raw psycopg claim-and-ack     : {raw:8.1f} rows/s (same table shape, same Postgres, same run)")
+    print(f"ratio                         : {ours / raw:8.3f}")
+    print(
+        f"commit→provider, kick         : p50 {result['latency_kick_ms']['p50']} ms, p99 {result['latency_kick_ms']['p99']} ms"
+    )
+    print(
+        f"commit→provider, beat alone   : p50 {result['latency_beat_only_ms']['p50']} ms, "
+        f"p99 {result['latency_beat_only_ms']['p99']} ms"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -95,8 +95,11 @@ def fake_provider() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> None:
-    """Sign-in lock-outs and API rate limits live in the cache: each test starts from zero."""
-    from django.core.cache import cache
+def _fresh_cache(settings: Any) -> None:
+    """Sign-in lock-outs and API rate limits live in the cache (Redis, shared by the xdist workers):
+    each test gets its own key prefix instead of flushing a database other workers are using."""
+    import uuid
 
-    cache.clear()
+    settings.CACHES = {
+        name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for name, config in settings.CACHES.items()
+    }

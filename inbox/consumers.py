@@ -13,7 +13,9 @@ Thin: no writes here, every ORM call through ``database_sync_to_async``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,6 +54,29 @@ CLOSE_NO_WORKSPACE = 4403
 
 def _partial(name: str, context: dict[str, Any]) -> str:
     return render_to_string(f"{TEMPLATE}#{name}", context)
+
+
+# One event reaches every socket of a workspace at once, and sockets that would render the same fragment
+# (same message; same chat for the same agent and list) share one render instead of queueing a hundred
+# identical ones on the database thread. Only renders in flight are shared: a later event renders anew.
+_renders_in_flight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+
+async def _render_shared(key: tuple[Any, ...], render: Callable[[], Any]) -> Any:
+    in_flight = _renders_in_flight.get(key)
+    if in_flight is not None:
+        return await asyncio.shield(in_flight)
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    _renders_in_flight[key] = future
+    try:
+        result = await database_sync_to_async(render)()
+    except BaseException:
+        future.set_result(None)  # the sharers send nothing; the renderer's error propagates
+        raise
+    finally:
+        _renders_in_flight.pop(key, None)
+    future.set_result(result)
+    return result
 
 
 class InboxConsumer(AsyncJsonWebsocketConsumer):
@@ -130,9 +155,20 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     # ------------------------------------------------------------ events from inbox/realtime.py
 
     async def chat_updated(self, event: dict[str, Any]) -> None:
-        html = await database_sync_to_async(self._render_chat_updated)(event["chat_id"])
-        if html:
-            await self.send(text_data=html)
+        chat_id = event["chat_id"]
+        is_open = chat_id == self.chat_id
+        key = ("chat", chat_id, self.membership.workspace_id, self.user.pk, self.filters, is_open)
+        rendered = await _render_shared(key, lambda: self._render_chat_updated(chat_id, is_open))
+        if not rendered:
+            return
+        html, chat = rendered
+        if is_open and chat is not None:
+            window_open = window_state(chat)["window_open"]
+            if window_open != self.window_open:
+                # Only when the window opens or closes: re-rendering the composer would wipe a draft.
+                self.window_open = window_open
+                html += await database_sync_to_async(self._render_composer)(chat)
+        await self.send(text_data=html)
 
     async def message_created(self, event: dict[str, Any]) -> None:
         await self._send_bubble(event)
@@ -149,7 +185,9 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         # The page may have switched chats since this event was queued for the old chat's group.
         if event.get("chat_id") != self.chat_id:
             return
-        html = await database_sync_to_async(self._render_bubble)(event["message_id"], event["chat_id"])
+        message_id, chat_id = event["message_id"], event["chat_id"]
+        key = ("bubble", event.get("type"), message_id, chat_id)
+        html = await _render_shared(key, lambda: self._render_bubble(message_id, chat_id))
         if html:
             await self.send(text_data=html)
 
@@ -173,29 +211,29 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             "chat-filters", {**self._base_context(), **filter_nav(counts=counts, filters=self.filters)}
         )
 
-    def _render_chat_updated(self, chat_id: int) -> str:
+    def _render_chat_updated(self, chat_id: int, is_open: bool) -> tuple[str, Chat | None]:
+        """The chat's row (or its removal), the counts, and the header if the chat is open here."""
         token = self._sync_token_html()
         chat = chat_for_row(chat_id=chat_id, workspace_id=self.membership.workspace_id)
         parts = [token]
         if chat is None or not chat_matches(chat=chat, user=self.user, filters=self.filters):
             parts.append(f'<li id="chat-row-{int(chat_id)}" hx-swap-oob="delete"></li>')
         else:
-            context = {**self._base_context(), "chat": chat}
+            context = {**self._base_context(), "chat": chat, "open_chat_id": chat_id if is_open else None}
             parts.append(f'<ul hx-swap-oob="beforeend:#chat-list-items">{_partial("chat-row", context)}</ul>')
         parts.append(self._counts_html())
-        if chat is not None and chat.pk == self.chat_id:
+        if chat is not None and is_open:
             context = {
                 **self._base_context(),
                 "chat": chat,
                 "agents": workspace_agents(workspace=self.membership.workspace_id),
             }
             parts.append(_partial("chat-header", context))
-            window_open = window_state(chat)["window_open"]
-            if window_open != self.window_open:
-                # Only when the window opens or closes: re-rendering the composer would wipe a draft.
-                self.window_open = window_open
-                parts.append(_partial("composer", {**context, **window_state(chat), "client_message_id": ""}))
-        return "".join(parts)
+        return "".join(parts), chat
+
+    def _render_composer(self, chat: Chat) -> str:
+        context = {**self._base_context(), "chat": chat, **window_state(chat), "client_message_id": ""}
+        return _partial("composer", context)
 
     def _render_bubble(self, message_id: int, chat_id: int) -> str:
         message = message_for_bubble(message_id=message_id, chat_id=chat_id)

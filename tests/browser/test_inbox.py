@@ -83,7 +83,12 @@ def _inbound_text(chat_jid: str, text: str, name: str = "Ana Customer") -> dict[
 def _status(wa_message_id: str, status: str, chat_jid: str) -> dict[str, Any]:
     return {
         "statuses": [
-            {"id": wa_message_id, "status": status, "recipient_id": chat_jid, "timestamp": str(int(time.time()))}
+            {
+                "id": wa_message_id,
+                "status": status,
+                "recipient_id": chat_jid,
+                "timestamp": str(int(time.time())),
+            }
         ],
         "event": {"type": "statuses", "event": "post"},
     }
@@ -93,7 +98,9 @@ def test_a_webhook_post_makes_the_message_appear_in_an_open_inbox_without_reload
     browser: Any, asgi_server: LiveServer, team: Team
 ) -> None:
     channel = _whapi_channel(team)
-    chat = ChatFactory(channel=channel, wa_chat_id="4915111111111@s.whatsapp.net", contact_name="Ana Customer")
+    chat = ChatFactory(
+        channel=channel, wa_chat_id="4915111111111@s.whatsapp.net", contact_name="Ana Customer"
+    )
     context = signed_in_context(browser, asgi_server, team.bob, viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.goto(f"/inbox/chats/{chat.pk}/")
@@ -151,9 +158,15 @@ def test_a_reply_shows_at_once_and_its_ticks_advance_as_status_webhooks_arrive(
     context.close()
 
 
-def test_two_agents_see_each_others_assignment_and_resolution(browser: Any, asgi_server: LiveServer, team: Team) -> None:
-    alice = signed_in_context(browser, asgi_server, team.alice, viewport={"width": 1280, "height": 800}).new_page()
-    bob = signed_in_context(browser, asgi_server, team.bob, viewport={"width": 1280, "height": 800}).new_page()
+def test_two_agents_see_each_others_assignment_and_resolution(
+    browser: Any, asgi_server: LiveServer, team: Team
+) -> None:
+    alice = signed_in_context(
+        browser, asgi_server, team.alice, viewport={"width": 1280, "height": 800}
+    ).new_page()
+    bob = signed_in_context(
+        browser, asgi_server, team.bob, viewport={"width": 1280, "height": 800}
+    ).new_page()
     chat = team.chat_a
     alice.goto(f"/inbox/chats/{chat.pk}/")
     bob.goto("/inbox/")
@@ -233,7 +246,9 @@ def test_a_closed_meta_window_disables_the_composer_and_offers_templates(
         meta_phone_number_id="1065550007777",
         tokens={"api_token": "t", "app_secret": "s", "verify_token": "v"},
     )
-    chat = ChatFactory(channel=meta, contact_name="Mo Meta", window_expires_at=timezone.now() - timedelta(hours=2))
+    chat = ChatFactory(
+        channel=meta, contact_name="Mo Meta", window_expires_at=timezone.now() - timedelta(hours=2)
+    )
     MessageFactory(chat=chat, text="Hi, yesterday's question", sort_at=timezone.now() - timedelta(hours=26))
     context = signed_in_context(browser, asgi_server, team.bob, viewport={"width": 1280, "height": 800})
     page = context.new_page()

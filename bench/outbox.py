@@ -67,7 +67,7 @@ def setup_django() -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # ---------------------------------------------------------------- workers (run as subprocesses)
@@ -245,7 +245,7 @@ def latency(fake_url: str, count: int, kick: bool) -> list[float]:
 
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.OUTBOX_AUTO_DRAIN = kick
-    channel, chats = fixtures(fake_url, chats=count)
+    _channel, chats = fixtures(fake_url, chats=count)
     drainer = tasks.EmbeddedDrainer(interval=1.0)  # polling once a second is what beat alone gives
     tasks.embedded_drainer = drainer
     if not kick:

@@ -141,8 +141,11 @@ class KeysetSerializer(serializers.Serializer):
 
 
 class MessagePageSerializer(Enveloped, serializers.Serializer):
+    """Describes the keyset page for the schema only; never instantiated to render."""
+
     success = serializers.BooleanField()
-    data = MessageOutputSerializer(many=True)
+    # A field named like Serializer.data, on purpose: it is the envelope's key.
+    data = MessageOutputSerializer(many=True)  # type: ignore[assignment]
     pagination = KeysetSerializer()
 
 
@@ -177,7 +180,7 @@ def chat_api_list(*, request: Request, filters: dict[str, Any]) -> QuerySet[Chat
         qs = qs.filter(status=filters["status"])
     assignee = filters.get("assignee")
     if assignee == "me":
-        qs = qs.filter(assignee=request.user)
+        qs = qs.filter(assignee_id=request.user.pk)
     elif assignee == "none":
         qs = qs.filter(assignee__isnull=True)
     elif assignee:
@@ -185,7 +188,7 @@ def chat_api_list(*, request: Request, filters: dict[str, Any]) -> QuerySet[Chat
     q = (filters.get("q") or "").strip()
     if q:
         digits = "".join(ch for ch in q if ch.isdigit())
-        match = Q(contact_name__icontains=q) | Exists(
+        match: Any = Q(contact_name__icontains=q) | Exists(
             Message.objects.filter(chat=OuterRef("pk"), text__icontains=q, deleted_at__isnull=True)
         )
         if digits:
@@ -385,8 +388,8 @@ class ChatMessagesApi(APIView):
         if fields.get("reply_to") is not None:
             reply_to = Message.objects.filter(chat=chat, pk=fields["reply_to"]).first()
             if reply_to is None:
-                message = "You can only reply to a message in the same chat."
-                raise ApiError(message, code="validation_error", fields={"reply_to": [message]})
+                refusal = "You can only reply to a message in the same chat."
+                raise ApiError(refusal, code="validation_error", fields={"reply_to": [refusal]})
         try:
             with transaction.atomic(durable=True):
                 sent = message_send(

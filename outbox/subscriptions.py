@@ -203,7 +203,7 @@ def subscription_events_emit(
         return []
     from outbox.services import outbox_enqueue  # the outbox state machine imports inbox, which imports us
 
-    channel_obj = channel if isinstance(channel, Channel) else Channel.objects.get(pk=channel_id)
+    channel_obj = channel if isinstance(channel, Channel) else Channel.objects.get(pk=str(channel_id))
     created_at = timezone.now()
     rows = []
     for sub in subscriptions:

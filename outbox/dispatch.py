@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from django.utils import timezone
 from channels_app.models import Channel
 from channels_app.providers.base import FailureKind, OutgoingMessage, SendResult, Transport, TransportError
 from channels_app.providers.registry import transport_for
+from config.metrics import SEND_ATTEMPTS, SEND_LATENCY
 from outbox.models import OutboxMessage
 from outbox.ratelimit import token_bucket
 from outbox.services import DrainReport, outbox_record_failure, outbox_record_successes, outbox_release
@@ -167,12 +169,23 @@ class BatchSender:
     def execute(
         self, ready: list[tuple[OutboxMessage, Callable[[], SendResult]]]
     ) -> list[tuple[OutboxMessage, SendResult | TransportError]]:
+        # Labels are read here, in the drain's thread: the calls below may run in a pool and must not query.
+        providers = {
+            row.pk: (row.channel.provider if row.channel_id else row.message_type) for row, _ in ready
+        }
+
         def call(item: tuple[OutboxMessage, Callable[[], SendResult]]) -> tuple[OutboxMessage, Any]:
             row, send = item
+            provider = providers[row.pk]
+            started = time.perf_counter()
             try:
-                return row, send()
+                outcome: SendResult | TransportError = send()
             except Exception as exc:
-                return row, self.as_transport_error(row, exc)
+                outcome = self.as_transport_error(row, exc)
+            SEND_LATENCY.labels(provider=provider).observe(time.perf_counter() - started)
+            result = "sent" if isinstance(outcome, SendResult) else str(outcome.kind)
+            SEND_ATTEMPTS.labels(provider=provider, result=result).inc()
+            return row, outcome
 
         if len(ready) <= 1 or self.concurrency <= 1:
             return [call(item) for item in ready]

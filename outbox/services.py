@@ -36,6 +36,7 @@ from django.utils import timezone
 from channels_app.models import Channel
 from channels_app.providers.base import FailureKind, SendResult, TransportError
 from channels_app.services import channel_status_set
+from config.metrics import RATE_LIMIT_PAUSES
 from outbox.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -413,6 +414,7 @@ def outbox_channel_pause(
         else:
             Channel.objects.filter(pk=locked.pk).update(paused_until=until)
     channel.paused_until = until
+    RATE_LIMIT_PAUSES.labels(provider=channel.provider).inc()
     logger.info("channel %s rate limited until %s", channel.pk, until.isoformat())
 
 

@@ -60,3 +60,34 @@ def test_metrics_aggregate_several_processes_in_multiprocess_mode(
         )
     text = client.get("/metrics").content.decode()
     assert 'wa_outbox_send_attempts_total{provider="meta",result="sent"} 6.0' in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_attempts_latency_and_rate_limit_pauses_are_counted(fake_provider) -> None:
+    """One successful send and one 429 through the real outbox to the fake provider."""
+    from prometheus_client import REGISTRY
+
+    from outbox.services import outbox_drain
+    from tests.outbox.helpers import open_chat, provider_channel, send_text
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    chat = open_chat(provider_channel(fake_provider))
+    sent_before = value("wa_outbox_send_attempts_total", provider="whapi", result="sent")
+    limited_before = value("wa_outbox_send_attempts_total", provider="whapi", result="rate_limited")
+    pauses_before = value("wa_outbox_rate_limit_pauses_total", provider="whapi")
+    latency_before = value("wa_outbox_send_seconds_count", provider="whapi")
+
+    send_text(chat, "hello")
+    outbox_drain()
+    fake_provider.add_rule("rate_limit", retry_after=30, times=1)
+    send_text(chat, "again")
+    outbox_drain()
+
+    assert value("wa_outbox_send_attempts_total", provider="whapi", result="sent") == sent_before + 1
+    assert (
+        value("wa_outbox_send_attempts_total", provider="whapi", result="rate_limited") == limited_before + 1
+    )
+    assert value("wa_outbox_rate_limit_pauses_total", provider="whapi") == pauses_before + 1
+    assert value("wa_outbox_send_seconds_count", provider="whapi") == latency_before + 2

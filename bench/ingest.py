@@ -306,6 +306,7 @@ def main() -> None:
             for received, done in WebhookEvent.objects.filter(channel=channel, status="processed")
             .exclude(processed_at=None)
             .values_list("received_at", "processed_at")
+            if done is not None
         ]
         other = dict(
             WebhookEvent.objects.filter(channel=channel)

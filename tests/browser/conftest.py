@@ -64,14 +64,15 @@ class LiveServer:
              "--port", str(self.port), "--lifespan", "off", "--timeout-graceful-shutdown", "1"],
             cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: see {self.log}")
             try:
-                if requests.get(self.url + "/accounts/login/", timeout=1).status_code == 200:
+                # The first request sets Django up and connects to the database: slow on a busy machine.
+                if requests.get(self.url + "/accounts/login/", timeout=10).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start: see {self.log}")
 

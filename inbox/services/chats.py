@@ -27,7 +27,10 @@ _PHONE_MAX_DIGITS = 15
 
 def chat_assign(*, chat: Chat, agent: Any | None, acting_user: Any) -> Chat:
     """Give the chat to ``agent`` (a member of the chat's workspace), or to nobody with ``None``."""
-    if agent is not None and not Membership.objects.filter(workspace_id=chat.workspace_id, user=agent).exists():
+    if (
+        agent is not None
+        and not Membership.objects.filter(workspace_id=chat.workspace_id, user=agent).exists()
+    ):
         raise InboxError("Only people in this workspace can be assigned a chat.")
     previous_id = chat.assignee_id
     new_id = agent.pk if agent is not None else None

@@ -20,7 +20,6 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
-    path("inbox/", include("inbox.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("inbox/", include("inbox.urls")),
 ]

@@ -7,6 +7,10 @@ Event contract (Channels maps ``type`` "a.b" to the consumer method ``a_b``):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from inbox.models import Chat, Message
 from tenants.realtime import chat_group, send_event_on_commit, workspace_group
 
@@ -33,6 +37,44 @@ def push_message_updated(message: Message) -> None:
     _emit_to_subscribers(message.chat.workspace_id, "message.status", message=message)
 
 
+# workspace id → the event types its active subscriptions want, while a shared-lookup scope is open.
+_wanted_by_workspace: ContextVar[dict[object, set[str]] | None] = ContextVar(
+    "subscription_lookups", default=None
+)
+
+
+@contextmanager
+def subscription_lookups_shared() -> Iterator[None]:
+    """Look up each workspace's subscriptions once for the whole block instead of once per push.
+
+    For one transaction that pushes many events (the drain recording a batch of sends, one webhook
+    delivery's events). Without it every push runs a subscriptions query, which was half of the drain's
+    time at a batch of 100 (docs/performance.md, F1). Use only inside one transaction: what the block
+    sees is the subscriptions as of its first lookup, as if all its events were emitted at that moment.
+    """
+    token = _wanted_by_workspace.set({})
+    try:
+        yield
+    finally:
+        _wanted_by_workspace.reset(token)
+
+
+def _workspace_wants(workspace_id: object, event_type: str) -> bool:
+    """False only when a shared-lookup scope knows the workspace has no subscription for this type."""
+    memo = _wanted_by_workspace.get()
+    if memo is None:
+        return True  # no scope: subscription_events_emit looks it up itself, as before
+    if workspace_id not in memo:
+        from outbox.models import EventSubscription  # outbox imports inbox models: import late
+
+        wanted: set[str] = set()
+        subscriptions = EventSubscription.objects.filter(workspace_id=str(workspace_id), active=True)
+        for event_types in subscriptions.values_list("event_types", flat=True):
+            wanted.update(event_types or [])
+        memo[workspace_id] = wanted
+    return event_type in memo[workspace_id]
+
+
 def _emit_to_subscribers(
     workspace_id: object, event_type: str, *, message: Message | None = None, chat: Chat | None = None
 ) -> None:
@@ -40,6 +82,8 @@ def _emit_to_subscribers(
 
     Queued in the caller's transaction (outbox rows), so an event exists exactly when its change committed.
     """
+    if not _workspace_wants(workspace_id, event_type):
+        return
     # Imported late: outbox imports inbox models, and these helpers are imported by inbox services.
     from outbox.subscriptions import chat_event_data, message_event_data, subscription_events_emit
 

@@ -20,7 +20,12 @@ from channels_app.models import Channel
 from inbox.access import access_message
 from inbox.errors import ChannelUnavailableError, ClientMessageIdConflict, InboxError, WindowClosedError
 from inbox.models import Chat, Message, MessageEvent
-from inbox.realtime import push_chat_updated, push_message_created, push_message_updated
+from inbox.realtime import (
+    push_chat_updated,
+    push_message_created,
+    push_message_updated,
+    subscription_lookups_shared,
+)
 from inbox.services.receive import PREVIEW_LABELS, message_record_provider_id
 from outbox.models import OutboxMessage
 from outbox.services import OutboxError, outbox_enqueue, outbox_requeue_for_retry
@@ -421,9 +426,14 @@ class OutboxHooks:
                     for message_id in updated
                 ]
             )
-            for row, _ in plain:
-                if row.message_id in updated:
-                    push_message_updated(row.message)  # type: ignore[arg-type]
+            with subscription_lookups_shared():  # one subscriptions query per workspace, not per message
+                for row, _ in plain:
+                    if row.message_id in updated:
+                        message = row.message
+                        assert message is not None
+                        if row.chat is not None and message.chat_id == row.chat_id:
+                            message.chat = row.chat  # claimed with the row: no query per message for it
+                        push_message_updated(message)
         for row, wa_id in careful + [(row, wa_id) for row, wa_id in plain if row.message_id not in updated]:
             self.sent(row=row, wa_message_id=wa_id, occurred_at=occurred_at)
 

@@ -1,0 +1,57 @@
+"""The drain's batch of "sent" pushes looks up a workspace's event subscriptions once, and still queues
+exactly one ``message.status`` delivery per sent message for a workspace that subscribed."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from outbox.models import OutboxMessage
+from outbox.services import outbox_claim_batch, outbox_drain
+from outbox.subscriptions import EVENT_DELIVERY, subscription_create
+from tests.factories import WorkspaceFactory
+from tests.outbox.helpers import open_chat, provider_channel, send_text
+
+pytestmark = pytest.mark.django_db
+
+
+def _deliveries(event_type: str) -> list[OutboxMessage]:
+    return [
+        row
+        for row in OutboxMessage.objects.filter(message_type=EVENT_DELIVERY)
+        if row.payload["event_type"] == event_type
+    ]
+
+
+def test_a_subscribed_workspace_gets_one_status_delivery_per_message_sent_in_a_batch(fake_provider):
+    workspace = WorkspaceFactory()
+    subscription_create(workspace=workspace, url="http://127.0.0.1:9/hook", event_types=["message.status"])
+    channel = provider_channel(fake_provider, workspace=workspace)
+    messages = [send_text(open_chat(channel), f"hello {n}") for n in range(5)]
+
+    report = outbox_drain(batch_size=50)
+
+    assert report.sent >= 5
+    sent_ids = sorted(d.payload["data"]["message"]["id"] for d in _deliveries("message.status"))
+    assert sent_ids == sorted(m.pk for m in messages)
+
+
+def test_an_unsubscribed_workspace_records_a_batch_with_one_subscription_lookup(fake_provider):
+    channel = provider_channel(fake_provider)
+    for n in range(6):
+        send_text(open_chat(channel), f"hello {n}")
+    rows = outbox_claim_batch(limit=50)
+    from outbox.dispatch import BatchSender
+    from outbox.services import DrainReport
+
+    report = DrainReport()
+    with CaptureQueriesContext(connection) as queries:
+        BatchSender().send(rows, report)
+
+    assert report.sent == 6
+    lookups = [q for q in queries.captured_queries if "outbox_eventsubscription" in q["sql"]]
+    chat_loads = [q for q in queries.captured_queries if q["sql"].startswith('SELECT "inbox_chat"')]
+    assert len(lookups) == 1
+    assert chat_loads == []
+    assert not _deliveries("message.status")

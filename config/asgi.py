@@ -12,8 +12,15 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+if not settings.REDIS_URL and settings.EMBEDDED_BEAT:
+    # Embedded mode: no beat process, so the periodic backstops run in this process.
+    from config.embedded_beat import embedded_beat_start
+
+    embedded_beat_start()
 
 application = ProtocolTypeRouter(
     {

@@ -171,6 +171,8 @@ CELERY_BEAT_SCHEDULE = {
     # rate-limit resumes). Expires fast so a backlog of beats never piles up while workers are down.
     "outbox-drain": {"task": "outbox.tasks.outbox_drain", "schedule": 1.0, "options": {"expires": 5}},
 }
+# Embedded mode (no REDIS_URL): the ASGI process runs CELERY_BEAT_SCHEDULE itself, in a thread.
+EMBEDDED_BEAT = env_bool("EMBEDDED_BEAT", True)
 # Outbox: drains run by themselves after commit (embedded: an in-process thread; else a Celery task).
 OUTBOX_AUTO_DRAIN = env_bool("OUTBOX_AUTO_DRAIN", True)
 # Seconds a claimed row stays ours; longer than a send's timeouts so only a dead worker's rows go back.

@@ -66,7 +66,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     auth = request.headers.get("Authorization", "")
     by_token = bool(token) and constant_time_compare(auth, f"Bearer {token}")
-    by_address = request.META.get("REMOTE_ADDR", "") in settings.METRICS_ALLOWED_IPS
+    # Behind a proxy every request comes from the proxy's address: a forwarded request never
+    # qualifies by address, only by token.
+    forwarded = "HTTP_X_FORWARDED_FOR" in request.META
+    by_address = not forwarded and request.META.get("REMOTE_ADDR", "") in settings.METRICS_ALLOWED_IPS
     if not (by_token or by_address):
         return HttpResponse(
             "metrics need a token or an allowed address\n", status=403, content_type="text/plain"

@@ -111,6 +111,7 @@ class MemberDetailApi(APIView):
     @extend_schema(operation_id="members_update", request=InputSerializer, responses=MemberOutputSerializer)
     def patch(self, request: Request, pk: int) -> Response:
         workspace = request_workspace(request)
+        access_member(workspace=workspace, membership_id=pk)  # another workspace's member: 404 before 400
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         role = data.validated_data["role"]

@@ -53,6 +53,18 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self.scope_queryset(request, super().get_queryset(request), self.workspace_field)
 
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        """Foreign-key filters list only the admin's own workspaces' rows (not every tenant's names)."""
+        scoped: list[Any] = []
+        for item in super().get_list_filter(request):
+            if isinstance(item, str) and "__" not in item:
+                field = self.model._meta.get_field(item)
+                if field.is_relation and field.many_to_one:
+                    scoped.append((item, ScopedRelatedFieldListFilter))
+                    continue
+            scoped.append(item)
+        return scoped
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if field is not None and field.queryset is not None and not request.user.is_superuser:
@@ -106,6 +118,14 @@ def scope_choices(request: HttpRequest, qs: QuerySet[Any]) -> QuerySet[Any]:
         return qs.none()
     in_scope = qs.model._default_manager.filter(**{f"{path}__in": _cached_workspace_ids(request)})
     return qs.filter(pk__in=in_scope.values("pk"))
+
+
+class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        if request.user.is_superuser:
+            return super().field_choices(field, request, model_admin)
+        allowed = scope_choices(request, field.related_model._default_manager.all())
+        return field.get_choices(include_blank=False, limit_choices_to={"pk__in": allowed.values("pk")})
 
 
 class ScopedInline(admin.TabularInline):

@@ -21,6 +21,13 @@ def test_metrics_are_refused_without_a_token_from_elsewhere(client: Client, sett
     assert ok.status_code == 200
 
 
+def test_a_forwarded_request_needs_the_token_even_from_an_allowed_address(client: Client, settings) -> None:
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.1"]
+    settings.METRICS_TOKEN = "scrape-token"
+    assert client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 403
+    assert client.get("/metrics").status_code == 200
+
+
 def test_metrics_show_outbox_depth_channel_status_and_http_durations(team, client: Client) -> None:
     OutboxMessage.objects.create(
         channel=team.channel_a,

@@ -25,6 +25,7 @@ from django.http import Http404
 from django.template.loader import render_to_string
 
 from channels_app.models import Channel
+from config.metrics import WEBSOCKETS_OPEN
 from inbox.access import access_chat
 from inbox.models import Chat
 from inbox.selectors import (
@@ -104,10 +105,12 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.workspace_group = workspace_group(membership.workspace_id)
         await self.channel_layer.group_add(self.workspace_group, self.channel_name)
         await self.accept()
+        WEBSOCKETS_OPEN.inc()
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "membership", None) is None:
             return
+        WEBSOCKETS_OPEN.dec()
         await self.channel_layer.group_discard(self.workspace_group, self.channel_name)
         if self.chat_id is not None:
             await self.channel_layer.group_discard(chat_group(self.chat_id), self.channel_name)

@@ -28,6 +28,7 @@ from channels_app.models import Channel
 from channels_app.providers.base import InboundEvent, UnknownEvent, WebhookParseError
 from channels_app.providers.meta.parse import parse_webhook as meta_parse_webhook
 from channels_app.providers.whapi.parse import parse_webhook as whapi_parse_webhook
+from config.metrics import WEBHOOK_LAG, WEBHOOK_PROCESSED
 from inbox.models import DeferredStatus
 from inbox.services import inbound_events_apply
 from webhooks.models import WebhookEvent
@@ -146,9 +147,12 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
 
 
 def _finish_processed(event: WebhookEvent, event_type: str) -> None:
+    now = timezone.now()
+    WEBHOOK_PROCESSED.labels(provider=event.provider, type=event_type or "unknown", result="processed").inc()
+    WEBHOOK_LAG.labels(provider=event.provider).observe((now - event.received_at).total_seconds())
     WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.PROCESSING).update(
         status=WebhookEvent.Status.PROCESSED,
-        processed_at=timezone.now(),
+        processed_at=now,
         lease_expires_at=None,
         next_attempt_at=None,
         last_error="",
@@ -166,7 +170,11 @@ def _status_after_failure(event: WebhookEvent) -> str:
 
 def _finish_failed(event: WebhookEvent, error: str, *, permanent: bool) -> None:
     now = timezone.now()
-    if permanent or event.attempts >= MAX_ATTEMPTS:
+    dead = permanent or event.attempts >= MAX_ATTEMPTS
+    WEBHOOK_PROCESSED.labels(
+        provider=event.provider, type=event.event_type or "unknown", result="dead" if dead else "failed"
+    ).inc()
+    if dead:
         status, next_attempt = WebhookEvent.Status.DEAD, None
     else:
         delay = BACKOFF_MINUTES[min(event.attempts, len(BACKOFF_MINUTES)) - 1]

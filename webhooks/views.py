@@ -33,7 +33,7 @@ from channels_app.providers.meta.signature import (
 )
 from channels_app.providers.whapi.parse import whapi_body_channel_id, whapi_event_type
 from channels_app.services import channel_token_read
-from webhooks.metrics import WEBHOOKS_ACCEPTED, WEBHOOKS_REJECTED
+from config.metrics import WEBHOOK_EVENTS
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_event_store
 
@@ -62,13 +62,13 @@ def _read_body(request: HttpRequest) -> bytes:
 
 
 def _too_large(provider: str) -> HttpResponse:
-    WEBHOOKS_REJECTED.labels(provider=provider, reason="too_large").inc()
+    WEBHOOK_EVENTS.labels(provider=provider, outcome="too_large").inc()
     return JsonResponse({"error": "body too large"}, status=413)
 
 
 def _unauthorized(request: HttpRequest, provider: str, reason: str, channel_id: Any = None) -> HttpResponse:
     # Never log what was presented: a near-miss secret is still a secret.
-    WEBHOOKS_REJECTED.labels(provider=provider, reason=reason).inc()
+    WEBHOOK_EVENTS.labels(provider=provider, outcome=reason).inc()
     logger.warning(
         "webhook rejected: provider=%s channel=%s reason=%s remote=%s",
         provider,
@@ -80,7 +80,7 @@ def _unauthorized(request: HttpRequest, provider: str, reason: str, channel_id: 
 
 
 def _not_found(provider: str) -> HttpResponse:
-    WEBHOOKS_REJECTED.labels(provider=provider, reason="unknown_channel").inc()
+    WEBHOOK_EVENTS.labels(provider=provider, outcome="unknown_channel").inc()
     return JsonResponse({"error": "unknown channel"}, status=404)
 
 
@@ -124,7 +124,7 @@ def _bearer(request: HttpRequest) -> str:
 
 
 def _accepted(provider: str, events: list[WebhookEvent]) -> HttpResponse:
-    WEBHOOKS_ACCEPTED.labels(provider=provider).inc()
+    WEBHOOK_EVENTS.labels(provider=provider, outcome="received").inc(len(events))
     return JsonResponse({"ok": True, "events": [event.pk for event in events]})
 
 
@@ -146,7 +146,7 @@ def _invalid_json(
             event_type="invalid",
             failed_reason=f"{reason}: kept for inspection, not processed",
         )
-    WEBHOOKS_REJECTED.labels(provider=provider, reason="invalid_body").inc()
+    WEBHOOK_EVENTS.labels(provider=provider, outcome="invalid_body").inc()
     return JsonResponse({"error": reason}, status=400)
 
 
@@ -203,7 +203,7 @@ def _meta_verify(request: HttpRequest, expected_verify_token: str) -> HttpRespon
         challenge=request.GET.get("hub.challenge"),
     )
     if challenge is None:
-        WEBHOOKS_REJECTED.labels(provider="meta", reason="bad_verify_token").inc()
+        WEBHOOK_EVENTS.labels(provider="meta", outcome="bad_verify_token").inc()
         return HttpResponse("forbidden", status=403, content_type="text/plain")
     return HttpResponse(challenge, content_type="text/plain")
 

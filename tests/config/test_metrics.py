@@ -98,3 +98,72 @@ def test_send_attempts_latency_and_rate_limit_pauses_are_counted(fake_provider) 
     )
     assert value("wa_outbox_rate_limit_pauses_total", provider="whapi") == pauses_before + 1
     assert value("wa_outbox_send_seconds_count", provider="whapi") == latency_before + 2
+
+
+def test_webhook_requests_and_processing_are_counted_by_provider_outcome_and_type(team) -> None:
+    from prometheus_client import REGISTRY
+
+    from channels_app.services import channel_token_set
+    from tests.webhooks.samples import fixture_bytes
+    from webhooks.models import WebhookEvent
+    from webhooks.processor import webhook_event_process
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    channel_token_set(channel=team.channel_a, token_type="webhook_secret", value="hook-secret", audit=False)
+    received = value("wa_webhook_events_total", provider="whapi", outcome="received")
+    rejected = value("wa_webhook_events_total", provider="whapi", outcome="bad_secret")
+    lag_count = value("wa_webhook_processing_lag_seconds_count", provider="whapi")
+    client = Client()
+    url = f"/webhooks/whapi/{team.channel_a.pk}/"
+    body = fixture_bytes("whapi", "whapi_incoming_text.json")
+    assert (
+        client.post(url, body, content_type="application/json", HTTP_AUTHORIZATION="Bearer nope").status_code
+        == 401
+    )
+    assert (
+        client.post(
+            url, body, content_type="application/json", HTTP_AUTHORIZATION="Bearer hook-secret"
+        ).status_code
+        == 200
+    )
+    event = WebhookEvent.objects.get()
+    webhook_event_process(event_id=event.pk)
+    event.refresh_from_db()
+
+    assert value("wa_webhook_events_total", provider="whapi", outcome="received") == received + 1
+    assert value("wa_webhook_events_total", provider="whapi", outcome="bad_secret") == rejected + 1
+    assert (
+        value("wa_webhook_processed_total", provider="whapi", type=event.event_type, result="processed") >= 1
+    )
+    assert value("wa_webhook_processing_lag_seconds_count", provider="whapi") == lag_count + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_open_websockets_are_gauged(team) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+    from prometheus_client import REGISTRY
+
+    from config.asgi import application
+
+    browser = Client()
+    browser.force_login(team.bob)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+    before = REGISTRY.get_sample_value("wa_websocket_connections") or 0.0
+
+    async def scenario() -> tuple[float, float]:
+        socket = WebsocketCommunicator(
+            application,
+            "/ws/inbox/",
+            headers=[(b"origin", b"http://testserver"), (b"host", b"testserver"), (b"cookie", cookie)],
+        )
+        connected, _ = await socket.connect(timeout=3)
+        assert connected
+        during = REGISTRY.get_sample_value("wa_websocket_connections")
+        await socket.disconnect()
+        return during, REGISTRY.get_sample_value("wa_websocket_connections")
+
+    during, after = async_to_sync(scenario)()
+    assert during == before + 1 and after == before

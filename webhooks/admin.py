@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from tenants.scoped_admin import WorkspaceScopedAdmin
+from tenants.services import audit_record
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_events_replay
 
@@ -62,6 +63,12 @@ class WebhookEventAdmin(WorkspaceScopedAdmin):
         # ``queryset`` is already scoped to the admin's workspaces (WorkspaceScopedAdmin.get_queryset).
         with transaction.atomic(durable=True):
             queued = webhook_events_replay(events=queryset)
+            audit_record(
+                action="webhook.replayed",
+                workspace=getattr(request, "workspace", None),
+                actor=request.user,
+                data={"event_ids": list(queryset.values_list("pk", flat=True)[:100]), "count": queued},
+            )
         skipped = queryset.count() - queued
         self.message_user(request, f"{queued} event(s) queued for processing.", messages.SUCCESS)
         if skipped > 0:

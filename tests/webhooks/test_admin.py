@@ -32,6 +32,10 @@ def test_alice_replays_a_dead_event_from_the_admin(
     dead_event.refresh_from_db()
     assert dead_event.status == "processed"
     assert Message.objects.filter(wa_message_id="p.w30M7fgwWD4XwHu.g4CA-gBgTwl0rVw").count() == 1
+    from tenants.models import AuditLog
+
+    entry = AuditLog.objects.get(action="webhook.replayed")
+    assert entry.data["event_ids"] == [dead_event.pk] and entry.data["count"] == 1
 
 
 def test_alice_sees_her_workspaces_events_and_their_body(alice_client, dead_event):

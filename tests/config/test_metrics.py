@@ -153,7 +153,7 @@ def test_open_websockets_are_gauged(team) -> None:
     cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
     before = REGISTRY.get_sample_value("wa_websocket_connections") or 0.0
 
-    async def scenario() -> tuple[float, float]:
+    async def scenario() -> tuple[float | None, float | None]:
         socket = WebsocketCommunicator(
             application,
             "/ws/inbox/",

@@ -14,7 +14,17 @@ def _run_python(code: str, env_overrides: dict[str, str], tmp_path: Path) -> sub
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "ENCRYPTION_KEY", "DEBUG", "HTTPS", "DJANGO_SETTINGS_MODULE", "REDIS_URL"}
+        # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in their worker; a deployment never does.
+        if k
+        not in {
+            "SECRET_KEY",
+            "ENCRYPTION_KEY",
+            "DEBUG",
+            "HTTPS",
+            "DJANGO_SETTINGS_MODULE",
+            "REDIS_URL",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        }
     }
     env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "LOCAL_DIR": str(tmp_path), **env_overrides})
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)

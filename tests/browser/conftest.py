@@ -98,7 +98,9 @@ def asgi_server(transactional_db: Any) -> Iterator[LiveServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running on this thread while it
+# lives, and async_to_sync (websocket consumer tests in the same xdist worker) refuses to run beside it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

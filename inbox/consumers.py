@@ -179,6 +179,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     async def message_updated(self, event: dict[str, Any]) -> None:
         await self._send_bubble(event)
 
+    async def message_removed(self, event: dict[str, Any]) -> None:
+        if event.get("chat_id") == self.chat_id:
+            await self.send(text_data=f'<li id="msg-{int(event["message_id"])}" hx-swap-oob="delete"></li>')
+
     async def channel_status(self, event: dict[str, Any]) -> None:
         html = await database_sync_to_async(self._render_channel_status)(event["channel_id"])
         if html:

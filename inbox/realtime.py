@@ -2,7 +2,8 @@
 
 Event contract (Channels maps ``type`` "a.b" to the consumer method ``a_b``):
 - workspace group ``ws.<workspace id>``: ``chat.updated`` {chat_id}, ``channel.status`` {channel_id, status}
-- chat group ``chat.<chat id>``: ``message.created`` / ``message.updated`` {message_id, chat_id}
+- chat group ``chat.<chat id>``: ``message.created`` / ``message.updated`` / ``message.removed``
+  {message_id, chat_id}
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def push_message_created(message: Message, chat: Chat) -> None:
     )
     _emit_to_subscribers(chat.workspace_id, "message.created", message=message)
     push_chat_updated(chat)
+
+
+def push_message_removed(*, message_id: int, chat_id: int) -> None:
+    """A message row that no longer exists (an echo merged into the message we sent): drop its bubble."""
+    send_event_on_commit(
+        chat_group(chat_id), {"type": "message.removed", "message_id": message_id, "chat_id": chat_id}
+    )
 
 
 def push_message_updated(message: Message) -> None:

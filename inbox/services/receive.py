@@ -45,7 +45,7 @@ from channels_app.providers.base import (
 )
 from channels_app.services import channel_mark_inbound, channel_status_set
 from inbox.models import Chat, Contact, DeferredStatus, Message, MessageEvent, MessageReaction
-from inbox.realtime import push_chat_updated, push_message_created, push_message_updated
+from inbox.realtime import push_chat_updated, push_message_created, push_message_removed, push_message_updated
 
 logger = logging.getLogger(__name__)
 
@@ -575,6 +575,8 @@ def _apply_reaction(context: _Context, event: Reaction, result: ApplyResult) -> 
         existing.wa_message_id = event.wa_message_id[:255]
         existing.reacted_at = event.timestamp
         existing.save(update_fields=["emoji", "wa_message_id", "reacted_at"])
+    # The bubble shows its reactions: a page re-syncing after a disconnect asks for messages by updated_at.
+    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now())
     push_message_updated(message)
     result.messages_updated += 1
 
@@ -706,7 +708,9 @@ def _merge_echo_duplicate(*, message: Message, duplicate: Message) -> list[str]:
         message=message
     )
     Message.objects.filter(reply_to=duplicate).update(reply_to=message)
+    duplicate_id = duplicate.pk
     duplicate.delete()
+    push_message_removed(message_id=duplicate_id, chat_id=message.chat_id)
     return changed
 
 

@@ -204,6 +204,22 @@ def test_a_new_message_pushes_its_bubble_to_the_open_chat(team: Team) -> None:
     run(scenario)
 
 
+def test_a_removed_message_deletes_its_bubble_from_the_open_chat(team: Team) -> None:
+    from inbox.realtime import push_message_removed
+
+    cookie = session_cookie(team.alice)
+
+    async def scenario() -> None:
+        socket = await connected(cookie)
+        await open_chat(socket, team.chat_a.pk)
+        await db(lambda: push_message_removed(message_id=4242, chat_id=team.chat_a.pk))()
+        frame = await socket.receive_from(timeout=TIMEOUT)
+        assert frame == '<li id="msg-4242" hx-swap-oob="delete"></li>'
+        await socket.disconnect()
+
+    run(scenario)
+
+
 def test_a_status_update_re_renders_the_bubble_with_its_new_tick(team: Team) -> None:
     message = MessageFactory(
         chat=team.chat_a, direction=Message.Direction.OUTBOUND, status=Message.Status.SENT

@@ -291,3 +291,28 @@ def test_it_pushes_message_created_and_chat_updated_after_commit(channel, django
     assert {"type": "chat.updated", "chat_id": chat.pk} in received
     async_to_sync(layer.group_discard)(workspace_group(channel.workspace_id), listener)
     async_to_sync(layer.group_discard)(chat_group(chat.pk), listener)
+
+
+def test_a_reaction_marks_its_message_updated_so_a_resyncing_page_gets_it(channel):
+    inbound_events_apply(channel=channel, events=[inbound("m1")])
+    before = Message.objects.get(wa_message_id="m1").updated_at
+    reaction = Reaction(target_wa_message_id="m1", emoji="👍", reactor_wa_id="4915550001", timestamp=T0)
+    inbound_events_apply(channel=channel, events=[reaction])
+    assert Message.objects.get(wa_message_id="m1").updated_at > before
+
+
+def test_merging_an_echo_tells_open_pages_to_drop_its_bubble(
+    channel, pending_outbound, django_capture_on_commit_callbacks, monkeypatch
+):
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        "tenants.realtime.send_event_rollback_unsafe", lambda group, event: sent.append((group, event))
+    )
+    inbound_events_apply(channel=channel, events=[inbound("w1", from_me=True, text="ours", at=T0)])
+    echo_id = Message.objects.get(wa_message_id="w1").pk
+    with django_capture_on_commit_callbacks(execute=True):
+        message_record_provider_id(message=pending_outbound, wa_message_id="w1", sent_at=T0)
+    removed = [event for _, event in sent if event["type"] == "message.removed"]
+    assert removed == [
+        {"type": "message.removed", "message_id": echo_id, "chat_id": pending_outbound.chat_id}
+    ]

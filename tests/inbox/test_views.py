@@ -484,3 +484,8 @@ def test_the_conversation_uses_the_same_number_of_queries_for_few_and_many_messa
             reactor_wa_id="x", emoji="❤", reacted_at=timezone.now()
         )
     assert _queries(client, f"/inbox/chats/{team.chat_a.pk}/") == few
+
+
+def test_admins_get_links_to_monitoring_admin_and_the_api_and_agents_do_not(team, alice_client, bob_client):
+    assert 'href="/monitoring/"' in alice_client.get("/inbox/").content.decode()
+    assert 'href="/monitoring/"' not in bob_client.get("/inbox/").content.decode()

@@ -6,8 +6,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from outbox.models import OutboxMessage
+from outbox.models import EventSubscription, OutboxMessage
 from outbox.services import OutboxError, outbox_cancel, outbox_retry_now
+from outbox.subscriptions import subscription_delete, subscription_update
 from tenants.scoped_admin import WorkspaceScopedAdmin
 
 
@@ -85,3 +86,45 @@ class OutboxMessageAdmin(WorkspaceScopedAdmin):
             self.message_user(request, f"Cancelled {done} row(s).")
         for reason in refused:
             self.message_user(request, reason, level=messages.WARNING)
+
+
+@admin.register(EventSubscription)
+class EventSubscriptionAdmin(WorkspaceScopedAdmin):
+    """Integrators' webhooks. Created (and their secrets rotated) through the API, where the secret is
+    shown once; here they can be inspected, paused and removed. The secret is never displayed."""
+
+    list_display = ("url", "workspace", "event_types", "active", "created_at")
+    list_filter = ("active", "workspace")
+    search_fields = ("url", "description")
+    fields = ("workspace", "url", "event_types", "description", "active", "created_at", "updated_at")
+    readonly_fields = ("workspace", "url", "event_types", "created_at", "updated_at")
+    actions = ["pause", "resume"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: EventSubscription, form: Any, change: bool) -> None:
+        current = EventSubscription.objects.get(pk=obj.pk)
+        subscription_update(
+            subscription=current,
+            actor=request.user,
+            description=form.cleaned_data.get("description", ""),
+            active=form.cleaned_data.get("active", True),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: EventSubscription) -> None:
+        subscription_delete(subscription=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EventSubscription]) -> None:
+        for subscription in queryset:
+            subscription_delete(subscription=subscription, actor=request.user)
+
+    @admin.action(description="Pause deliveries")
+    def pause(self, request: HttpRequest, queryset: QuerySet[EventSubscription]) -> None:
+        for subscription in queryset:
+            subscription_update(subscription=subscription, actor=request.user, active=False)
+
+    @admin.action(description="Resume deliveries")
+    def resume(self, request: HttpRequest, queryset: QuerySet[EventSubscription]) -> None:
+        for subscription in queryset:
+            subscription_update(subscription=subscription, actor=request.user, active=True)

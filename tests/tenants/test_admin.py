@@ -37,7 +37,14 @@ def _workspace_a_objects(team) -> dict[type, object]:
     event = WebhookEvent.objects.create(provider="whapi", channel=team.channel_a, raw_body=b"{}")
     token = apitoken_create(workspace=team.workspace_a, user=team.alice).api_token
     audit = AuditLog.objects.create(workspace=team.workspace_a, action="test.action")
+    from outbox.models import EventSubscription
+    from outbox.subscriptions import subscription_create
+
+    subscription = subscription_create(
+        workspace=team.workspace_a, url="https://crm.example/hook", event_types=["message.created"]
+    ).subscription
     return {
+        EventSubscription: subscription,
         Workspace: team.workspace_a,
         Membership: Membership.objects.get(user=team.bob, workspace=team.workspace_a),
         Channel: team.channel_a,
@@ -223,3 +230,22 @@ def test_the_audit_log_is_append_only(team, alice_client: Client) -> None:
     entry = AuditLog.objects.create(workspace=team.workspace_a, action="x")
     assert alice_client.post(_admin_url(entry, "delete"), {"post": "yes"}).status_code == 403
     assert AuditLog.objects.filter(pk=entry.pk).exists()
+
+
+def test_subscriptions_in_admin_never_show_their_secret_and_can_be_paused(team, alice_client: Client) -> None:
+    from channels_app import crypto
+    from outbox.subscriptions import subscription_create
+
+    issued = subscription_create(
+        workspace=team.workspace_a, url="https://crm.example/hook", event_types=["chat.updated"]
+    )
+    page = alice_client.get(_admin_url(issued.subscription, "change")).content.decode()
+    assert issued.secret not in page and issued.subscription.encrypted_secret not in page
+    assert crypto.decrypt(issued.subscription.encrypted_secret) == issued.secret
+    alice_client.post(
+        reverse("admin:outbox_eventsubscription_changelist"),
+        {"action": "pause", "_selected_action": [issued.subscription.pk]},
+    )
+    issued.subscription.refresh_from_db()
+    assert issued.subscription.active is False
+    assert AuditLog.objects.filter(action="subscription.changed").exists()

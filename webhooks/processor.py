@@ -29,6 +29,7 @@ from channels_app.providers.base import InboundEvent, UnknownEvent, WebhookParse
 from channels_app.providers.meta.parse import parse_webhook as meta_parse_webhook
 from channels_app.providers.whapi.parse import parse_webhook as whapi_parse_webhook
 from config.metrics import WEBHOOK_LAG, WEBHOOK_PROCESSED
+from config.request_context import correlation
 from inbox.models import DeferredStatus
 from inbox.services import inbound_events_apply
 from webhooks.models import WebhookEvent
@@ -106,6 +107,12 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     event = webhook_event_claim(event_id=event_id)
     if event is None:
         return ProcessOutcome("skipped")
+    workspace_id = event.channel.workspace_id if event.channel is not None else None
+    with correlation(event.correlation_id or None, workspace_id):
+        return _process_claimed(event)
+
+
+def _process_claimed(event: WebhookEvent) -> ProcessOutcome:
     try:
         parsed = webhook_event_parse(event)
     except PermanentProcessingError as exc:

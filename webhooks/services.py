@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.models import Channel
+from config.request_context import current_request_id
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,9 @@ def webhook_event_store(
     valid signature): it is not kicked and the sweep never retries it (no next attempt time).
     """
     now = timezone.now()
-    correlation_id = correlation_id[:64] or uuid.uuid4().hex
+    # The request id of the POST that brought the event (X-Request-ID or generated), so one id follows
+    # the event from the provider's request through its processing's logs.
+    correlation_id = (correlation_id or current_request_id())[:64] or uuid.uuid4().hex
     stored_headers = webhook_headers_redacted(headers)
     with transaction.atomic(savepoint=False):
         events = [

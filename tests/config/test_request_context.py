@@ -52,3 +52,42 @@ def test_every_page_carries_a_content_security_policy_without_inline_script(clie
     script_src = next(part for part in policy.split("; ") if part.startswith("script-src"))
     assert script_src == "script-src 'self'"
     assert "frame-ancestors 'none'" in policy
+
+
+@pytest.mark.django_db
+def test_a_webhooks_request_id_becomes_its_events_correlation_id_and_tags_processing_logs(
+    team, caplog
+) -> None:
+    from channels_app.services import channel_token_set
+    from tests.webhooks.samples import fixture_bytes
+    from webhooks.models import WebhookEvent
+    from webhooks.processor import webhook_event_process
+
+    channel_token_set(channel=team.channel_a, token_type="webhook_secret", value="hook-secret", audit=False)
+    response = Client().post(
+        f"/webhooks/whapi/{team.channel_a.pk}/",
+        fixture_bytes("whapi", "whapi_incoming_text.json"),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer hook-secret",
+        HTTP_X_REQUEST_ID="prov-req-77",
+    )
+    assert response["X-Request-ID"] == "prov-req-77"
+    event = WebhookEvent.objects.get()
+    assert event.correlation_id == "prov-req-77"
+
+    seen: list[tuple[str, str]] = []
+
+    class Spy(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            from config.request_context import request_id_var, workspace_id_var
+
+            seen.append((request_id_var.get(), workspace_id_var.get()))
+
+    spy = Spy(level=logging.DEBUG)
+    logging.getLogger("webhooks").addHandler(spy)
+    logging.getLogger("webhooks").setLevel(logging.DEBUG)
+    try:
+        webhook_event_process(event_id=event.pk)
+    finally:
+        logging.getLogger("webhooks").removeHandler(spy)
+    assert seen and all(ids == ("prov-req-77", str(team.workspace_a.pk)) for ids in seen)

@@ -31,7 +31,7 @@ def current_request_id() -> str:
 
 
 @contextmanager
-def correlation(request_id: str | None, workspace_id: str | None = None) -> Iterator[str]:
+def correlation(request_id: str | None, workspace_id: Any = None) -> Iterator[str]:
     """Bind a correlation id (and workspace) for a block: a task, a webhook event's processing."""
     rid = request_id or new_request_id()
     token = request_id_var.set(rid)

@@ -23,6 +23,7 @@ from channels_app.access import access_channel
 from inbox.access import access_chat, access_message, chats_for_user
 from inbox.errors import ClientMessageIdConflict, InboxError, WindowClosedError
 from inbox.models import Chat, Message, MessageEvent
+from inbox.selectors import message_timeline
 from inbox.services import chat_assign, chat_mark_read, chat_set_status, chat_start, message_send
 from tenants.api_envelope import ApiError, Enveloped, PageLimitPagination, enveloped
 from tenants.models import Membership
@@ -123,13 +124,17 @@ class MessageOutputSerializer(serializers.Serializer):
 
 
 class MessageEventSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=MessageEvent.Kind.choices)
+    kind = serializers.ChoiceField(choices=[*MessageEvent.Kind.choices, ("stored", "Raw webhook stored")])
     detail = serializers.DictField()
     occurred_at = serializers.DateTimeField()
 
 
 class MessageDetailOutputSerializer(MessageOutputSerializer):
-    timeline = MessageEventSerializer(many=True, source="events.all", help_text="Oldest first.")
+    timeline = serializers.SerializerMethodField(help_text="Oldest first.")
+
+    @extend_schema_field(MessageEventSerializer(many=True))
+    def get_timeline(self, message: Message) -> list[dict[str, Any]]:
+        return MessageEventSerializer(message_timeline(message=message), many=True).data
 
 
 class KeysetSerializer(serializers.Serializer):

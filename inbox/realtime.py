@@ -8,11 +8,15 @@ Event contract (Channels maps ``type`` "a.b" to the consumer method ``a_b``):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from inbox.models import Chat, Message
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from inbox.models import Chat, Message, MessageEvent
 from tenants.realtime import chat_group, send_event_on_commit, workspace_group
 
 
@@ -25,8 +29,18 @@ def push_message_created(message: Message, chat: Chat) -> None:
     send_event_on_commit(
         chat_group(chat.pk), {"type": "message.created", "message_id": message.pk, "chat_id": chat.pk}
     )
+    transaction.on_commit(lambda: _record_pushed(message.pk))
     _emit_to_subscribers(chat.workspace_id, "message.created", message=message)
     push_chat_updated(chat)
+
+
+def _record_pushed(message_id: int) -> None:
+    """The ``pushed`` step of the message's timeline: browsers were sent its bubble (after commit)."""
+    # An echo merged away between the commit and now has no row left: its timeline moved already.
+    with contextlib.suppress(IntegrityError):
+        MessageEvent.objects.create(
+            message_id=message_id, kind=MessageEvent.Kind.PUSHED, occurred_at=timezone.now()
+        )
 
 
 def push_message_removed(*, message_id: int, chat_id: int) -> None:

@@ -227,3 +227,40 @@ def parse_sync_token(token: str) -> datetime | None:
     if parsed is None or timezone.is_naive(parsed):
         return None
     return parsed
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    kind: str
+    occurred_at: datetime
+    detail: dict[str, Any]
+
+
+def message_timeline(*, message: Message) -> list[TimelineEntry]:
+    """One message's history, oldest first: what happened to it, from WhatsApp to the agent's screen.
+
+    Inbound: ``received`` (WhatsApp's own timestamp), ``stored`` (our webhook endpoint committed the raw
+    event, before answering the provider), ``processed`` (the message row was written), ``pushed`` (sent
+    to open browsers), then edits, reactions… Outbound: ``queued``, ``claimed``, ``sent``, ``delivered``,
+    ``read`` or ``failed`` (with its code), and ``retry`` steps. The rows come from MessageEvent; the
+    inbound ``stored`` step is the row the receive service records at the webhook's arrival.
+    """
+    entries: list[TimelineEntry] = []
+    events = list(message.events.all())
+    if message.direction == Message.Direction.INBOUND:
+        if message.provider_timestamp is not None:
+            entries.append(TimelineEntry("received", message.provider_timestamp, {"source": "provider"}))
+        entries.append(TimelineEntry("processed", message.created_at, {}))
+    for event in events:
+        kind = event.kind
+        if kind == "received" and message.direction == Message.Direction.INBOUND:
+            kind = "stored"
+        entries.append(TimelineEntry(kind, event.occurred_at, dict(event.detail or {})))
+    # Same-instant steps keep their causal order (stored before processed before pushed).
+    order = {
+        name: index
+        for index, name in enumerate(
+            ["received", "stored", "processed", "pushed", "queued", "claimed", "sent", "delivered", "read"]
+        )
+    }
+    return sorted(entries, key=lambda entry: (entry.occurred_at, order.get(entry.kind, 99)))

@@ -135,14 +135,43 @@ def test_a_reply_must_quote_a_message_of_the_same_chat(bob_api, team):
 
 
 def test_a_message_reads_with_its_delivery_timeline(bob_api, team):
+    from inbox.models import Message
+    from tests.factories import MessageFactory
+
+    sent = MessageFactory(chat=team.chat_a, direction=Message.Direction.OUTBOUND, status="delivered")
     now = timezone.now()
     for offset, kind in enumerate(["queued", "sent", "delivered"]):
-        MessageEvent.objects.create(
-            message=team.message_a, kind=kind, occurred_at=now + timedelta(seconds=offset)
-        )
-    message = data_of(bob_api.get(f"/messages/{team.message_a.pk}/"))
-    assert message["id"] == team.message_a.pk
+        MessageEvent.objects.create(message=sent, kind=kind, occurred_at=now + timedelta(seconds=offset))
+    message = data_of(bob_api.get(f"/messages/{sent.pk}/"))
+    assert message["id"] == sent.pk
     assert [e["kind"] for e in message["timeline"]] == ["queued", "sent", "delivered"]
+
+
+def test_an_inbound_message_reads_received_stored_processed_pushed(
+    bob_api, team, django_capture_on_commit_callbacks
+):
+    from channels_app.providers.base import InboundMessage
+    from inbox.services import inbound_events_apply
+
+    provider_time = timezone.now() - timedelta(seconds=3)
+    event = InboundMessage(
+        wa_message_id="wamid.timeline",
+        wa_chat_id="4915550001@s.whatsapp.net",
+        from_me=False,
+        type="text",
+        timestamp=provider_time,
+        text="where is my order?",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound_events_apply(
+            channel=team.channel_a, events=[event], received_at=timezone.now() - timedelta(seconds=1)
+        )
+    from inbox.models import Message
+
+    message = Message.objects.get(wa_message_id="wamid.timeline")
+    timeline = data_of(bob_api.get(f"/messages/{message.pk}/"))["timeline"]
+    assert [e["kind"] for e in timeline] == ["received", "stored", "processed", "pushed"]
+    assert timeline[0]["occurred_at"].startswith(provider_time.isoformat()[:19])
 
 
 def test_a_missing_message_is_a_404(bob_api):

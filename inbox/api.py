@@ -133,7 +133,7 @@ class MessageDetailOutputSerializer(MessageOutputSerializer):
     timeline = serializers.SerializerMethodField(help_text="Oldest first.")
 
     @extend_schema_field(MessageEventSerializer(many=True))
-    def get_timeline(self, message: Message) -> list[dict[str, Any]]:
+    def get_timeline(self, message: Message) -> Any:
         return MessageEventSerializer(message_timeline(message=message), many=True).data
 
 

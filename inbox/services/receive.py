@@ -45,7 +45,13 @@ from channels_app.providers.base import (
 )
 from channels_app.services import channel_mark_inbound, channel_status_set
 from inbox.models import Chat, Contact, DeferredStatus, Message, MessageEvent, MessageReaction
-from inbox.realtime import push_chat_updated, push_message_created, push_message_removed, push_message_updated
+from inbox.realtime import (
+    push_chat_updated,
+    push_message_created,
+    push_message_removed,
+    push_message_updated,
+    subscription_lookups_shared,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +125,8 @@ def inbound_events_apply(
     context = _Context(
         channel=channel, received_at=received_at or timezone.now(), webhook_event_id=webhook_event_id
     )
-    with transaction.atomic(savepoint=False):
+    # One subscriptions lookup per workspace for the whole delivery, not one per pushed change.
+    with transaction.atomic(savepoint=False), subscription_lookups_shared():
         for event in events:
             if isinstance(event, InboundMessage):
                 _apply_message(context, event, result)

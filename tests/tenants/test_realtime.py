@@ -1,0 +1,37 @@
+"""Pushes from synchronous code reuse one event loop (and so one Redis connection pool) per process."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from tenants.realtime import _push_loop, send_event_rollback_unsafe
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pushes_from_sync_code_arrive_and_share_one_loop() -> None:
+    layer = get_channel_layer()
+    channel_name = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("test-push-group", channel_name)
+    send_event_rollback_unsafe("test-push-group", {"type": "x.one"})
+    first_loop = _push_loop._loop
+    send_event_rollback_unsafe("test-push-group", {"type": "x.two"})
+    assert _push_loop._loop is first_loop and first_loop is not None and first_loop.is_running()
+
+    async def receive_two() -> list[str]:
+        return [(await layer.receive(channel_name))["type"] for _ in range(2)]
+
+    assert async_to_sync(receive_two)() == ["x.one", "x.two"]
+    async_to_sync(layer.group_discard)("test-push-group", channel_name)
+
+
+def test_a_push_that_fails_is_logged_not_raised(monkeypatch, caplog) -> None:
+    class Broken:
+        async def group_send(self, group, event):
+            raise ConnectionError("redis down")
+
+    Broken.__module__ = "channels_redis.core"
+    monkeypatch.setattr("tenants.realtime.get_channel_layer", lambda: Broken())
+    send_event_rollback_unsafe("g", {"type": "x"})
+    assert "realtime push to g failed" in caplog.text

@@ -25,7 +25,13 @@ from channels_app.providers.registry import transport_for
 from config.metrics import SEND_ATTEMPTS, SEND_LATENCY
 from outbox.models import OutboxMessage
 from outbox.ratelimit import token_bucket
-from outbox.services import DrainReport, outbox_record_failure, outbox_record_successes, outbox_release
+from outbox.services import (
+    DrainReport,
+    outbox_defer_channel,
+    outbox_record_failure,
+    outbox_record_successes,
+    outbox_release,
+)
 from outbox.subscriptions import EVENT_DELIVERY, event_delivery_sender
 
 logger = logging.getLogger(__name__)
@@ -132,6 +138,9 @@ class BatchSender:
                 if wait > 0:
                     until = self._now() + timedelta(seconds=wait)
                     throttled[channel_id] = until
+                    # The number's other due rows wait too, or the next claims would fill up with its
+                    # backlog (oldest first) and starve every other number.
+                    outbox_defer_channel(channel_id=channel_id, until=until, message_types=RATE_LIMITED_TYPES)
                     outbox_release(row=row, until=until, now=self.now)
                     report.deferred += 1
                     continue

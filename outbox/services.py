@@ -23,7 +23,7 @@ Guarantees, and what gives them:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -325,6 +325,19 @@ def outbox_release(*, row: OutboxMessage, until: datetime, now: datetime | None 
             updated_at=now,
         )
     )
+
+
+def outbox_defer_channel(*, channel_id: Any, until: datetime, message_types: Iterable[str]) -> int:
+    """A number out of send tokens: its queued rows due before ``until`` wait until then (no attempt used).
+
+    Only rows the rate limiter governs (WhatsApp messages); a row's own later retry time is kept.
+    """
+    return OutboxMessage.objects.filter(
+        channel_id=channel_id,
+        status=Status.QUEUED,
+        message_type__in=list(message_types),
+        next_attempt_at__lt=until,
+    ).update(next_attempt_at=until)
 
 
 def outbox_release_expired_leases(*, now: datetime | None = None) -> int:

@@ -69,3 +69,27 @@ def test_a_number_out_of_tokens_has_its_rows_put_back_without_using_an_attempt(d
     waiting = OutboxMessage.objects.filter(message__in=messages[2:])
     assert {(r.status, r.attempts) for r in waiting} == {(OutboxMessage.Status.QUEUED, 0)}
     assert all(now < r.next_attempt_at <= now + timedelta(seconds=1) for r in waiting)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_throttled_numbers_backlog_does_not_starve_other_numbers(fake_provider) -> None:
+    """Number A (1 msg/s) has an older backlog over many chats; number B's newer rows still go next batch."""
+    from django.utils import timezone
+
+    from outbox.models import OutboxMessage
+    from outbox.services import outbox_drain
+    from tests.outbox.helpers import open_chat, provider_channel, send_text
+
+    slow = provider_channel(fake_provider, rate=1.0)
+    fast = provider_channel(fake_provider, rate=1000.0)
+    for i in range(40):
+        send_text(open_chat(slow), f"backlog {i}")
+    for i in range(5):
+        send_text(open_chat(fast), f"fast {i}")
+
+    report = outbox_drain(batch_size=10, max_batches=2, now=timezone.now())
+
+    sent = OutboxMessage.objects.filter(status="sent")
+    assert sent.filter(channel=fast).count() == 5
+    assert sent.filter(channel=slow).count() == 1  # its one token; the rest wait for the bucket
+    assert report.batches == 2

@@ -563,6 +563,9 @@ class DrainReport:
     errors: list[str] = field(default_factory=list)
 
 
+RESUME_CHECK_SECONDS = 0.25
+
+
 def outbox_drain(
     *,
     batch_size: int = 50,
@@ -590,7 +593,12 @@ def outbox_drain(
     report = DrainReport()
     report.released_leases = outbox_release_expired_leases(now=now)
     report.resumed_channels = outbox_resume_due_channels(now=now)
+    last_resume_check = clock()
     while True:
+        if clock() - last_resume_check >= RESUME_CHECK_SECONDS:
+            # A long drain must not hold a number paused past its Retry-After until the next drain.
+            report.resumed_channels += outbox_resume_due_channels(now=now)
+            last_resume_check = clock()
         rows = outbox_claim_batch(limit=batch_size, now=now)
         if not rows:
             break

@@ -93,3 +93,33 @@ def test_a_throttled_numbers_backlog_does_not_starve_other_numbers(fake_provider
     assert sent.filter(channel=fast).count() == 5
     assert sent.filter(channel=slow).count() == 1  # its one token; the rest wait for the bucket
     assert report.batches == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_drain_resumes_a_number_whose_pause_ended(fake_provider) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.models import Channel
+    from outbox.models import OutboxMessage
+    from outbox.services import outbox_channel_pause, outbox_drain
+    from tests.outbox.helpers import open_chat, provider_channel, send_text
+
+    paused = provider_channel(fake_provider)
+    busy = provider_channel(fake_provider)
+    send_text(open_chat(paused), "waits for Retry-After")
+    outbox_channel_pause(channel=paused, until=timezone.now() + timedelta(seconds=0.3), reason="429")
+    for i in range(3):
+        send_text(open_chat(busy), f"busy {i}")
+    ticks = iter(range(1000))
+    import time
+
+    def clock() -> float:
+        # Each call is a quarter second later; the drain's claims also wait for real time to pass 0.3 s.
+        time.sleep(0.05)
+        return next(ticks) * 0.25
+
+    outbox_drain(batch_size=1, time_budget=3.0, clock=clock)
+    assert OutboxMessage.objects.get(channel=paused).status == "sent"
+    assert Channel.objects.get(pk=paused.pk).status == Channel.Status.CONNECTED

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
-from inbox.models import Chat, Contact, Message, MessageEvent, MessageReaction
+from inbox.models import Chat, Contact, Message, MessageReaction
+from inbox.selectors import message_timeline
 from tenants.scoped_admin import ScopedInline, WorkspaceScopedAdmin, register_workspace_path
 
 register_workspace_path(Chat, "workspace_id")
@@ -49,20 +51,6 @@ class ChatAdmin(WorkspaceScopedAdmin):
     date_hierarchy = "last_message_at"
 
 
-class MessageEventInline(ScopedInline):
-    model = MessageEvent
-    extra = 0
-    fields = ("occurred_at", "kind", "detail")
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-
 class MessageReactionInline(ScopedInline):
     model = MessageReaction
     extra = 0
@@ -80,10 +68,26 @@ class MessageAdmin(WorkspaceScopedAdmin):
     list_filter = ("direction", "type", "status", "channel")
     search_fields = ("wa_message_id", "client_message_id", "text")
     list_select_related = ("chat",)
-    inlines = [MessageEventInline, MessageReactionInline]
+    inlines = [MessageReactionInline]
     read_only_for_workspace_admins = True
-    readonly_fields = [f.name for f in Message._meta.fields]
+    readonly_fields = ["timeline", *[f.name for f in Message._meta.fields]]
     date_hierarchy = "sort_at"
+
+    @admin.display(description="Timeline")
+    def timeline(self, obj: Message) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    entry.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                    entry.kind,
+                    _detail_text(entry.detail),
+                )
+                for entry in message_timeline(message=obj)
+            ),
+        )
+        return format_html("<table><tr><th>When (UTC)</th><th>Step</th><th>Detail</th></tr>{}</table>", rows)
 
     @admin.display(description="Text")
     def short_text(self, obj: Message) -> str:
@@ -91,3 +95,7 @@ class MessageAdmin(WorkspaceScopedAdmin):
 
     def has_add_permission(self, request, *args):  # type: ignore[no-untyped-def]
         return False
+
+
+def _detail_text(detail: dict[str, object]) -> str:
+    return ", ".join(f"{key}: {value}" for key, value in detail.items())

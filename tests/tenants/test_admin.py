@@ -249,3 +249,17 @@ def test_subscriptions_in_admin_never_show_their_secret_and_can_be_paused(team, 
     issued.subscription.refresh_from_db()
     assert issued.subscription.active is False
     assert AuditLog.objects.filter(action="subscription.changed").exists()
+
+
+def test_a_messages_admin_page_shows_its_timeline(team, alice_client: Client) -> None:
+    from django.utils import timezone
+
+    from inbox.models import Message, MessageEvent
+    from tests.factories import MessageFactory
+
+    sent = MessageFactory(chat=team.chat_a, direction=Message.Direction.OUTBOUND, status="failed")
+    for kind, detail in (("queued", {}), ("claimed", {}), ("failed", {"code": "131047"})):
+        MessageEvent.objects.create(message=sent, kind=kind, detail=detail, occurred_at=timezone.now())
+    page = alice_client.get(_admin_url(sent, "change")).content.decode()
+    assert page.index("<td>queued</td>") < page.index("<td>claimed</td>") < page.index("<td>failed</td>")
+    assert "code: 131047" in page

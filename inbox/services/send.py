@@ -29,6 +29,7 @@ from inbox.realtime import (
 from inbox.services.receive import PREVIEW_LABELS, message_record_provider_id
 from outbox.models import OutboxMessage
 from outbox.services import OutboxError, outbox_enqueue, outbox_requeue_for_retry
+from tenants.services import audit_record
 
 MEDIA_TYPES = {Message.Type.IMAGE, Message.Type.VIDEO, Message.Type.AUDIO, Message.Type.DOCUMENT}
 SENDABLE_TYPES = {Message.Type.TEXT, Message.Type.TEMPLATE, *MEDIA_TYPES}
@@ -329,6 +330,13 @@ def message_retry(*, message: Message, acting_user: Any) -> Message:
             kind=MessageEvent.Kind.RETRY,
             detail={"manual": True, "by": _user_label(acting_user)},
             occurred_at=now,
+        )
+        audit_record(
+            action="message.retried",
+            workspace=chat.channel.workspace,
+            actor=acting_user,
+            target=locked,
+            data={"chat_id": chat.pk},
         )
         push_message_updated(locked)
     return locked

@@ -351,3 +351,20 @@ def test_a_user_who_is_not_a_member_anywhere_is_refused(team: Team) -> None:
         assert not ok
 
     run(scenario)
+
+
+def test_a_socket_from_another_origin_is_refused(team: Team) -> None:
+    """Cross-site websocket hijacking: a page on another site cannot open the inbox socket with our cookie."""
+    cookie = session_cookie(team.alice)
+
+    async def scenario() -> None:
+        headers = [(b"origin", b"https://evil.example"), (b"host", b"testserver"), (b"cookie", cookie)]
+        socket = WebsocketCommunicator(application, "/ws/inbox/", headers=headers)
+        ok, _ = await socket.connect(timeout=TIMEOUT)
+        assert not ok
+        same_site = communicator(cookie)
+        ok, _ = await same_site.connect(timeout=TIMEOUT)
+        assert ok
+        await same_site.disconnect()
+
+    run(scenario)

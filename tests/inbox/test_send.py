@@ -222,7 +222,9 @@ def test_the_retry_button_sends_a_failed_message_again(team, whapi_chat, fake_pr
     assert message.events.filter(kind=MessageEvent.Kind.RETRY, detail__manual=True).count() == 1
     from tenants.models import AuditLog
 
-    assert AuditLog.objects.filter(action="message.retried", actor=team.bob, target_id=str(message.pk)).exists()
+    assert AuditLog.objects.filter(
+        action="message.retried", actor=team.bob, target_id=str(message.pk)
+    ).exists()
 
 
 def test_only_a_failed_message_can_be_retried(team, whapi_chat):

@@ -122,11 +122,21 @@ def test_a_webhook_post_makes_the_message_appear_in_an_open_inbox_without_reload
 
 
 def test_a_reply_shows_at_once_and_its_ticks_advance_as_status_webhooks_arrive(
-    browser: Any, asgi_server: LiveServer, team: Team
+    browser: Any, asgi_server: LiveServer, team: Team, fake_provider: Any
 ) -> None:
-    from inbox.services import message_record_provider_id
+    """The whole loop over real HTTP: composer → outbox → fake Whapi → its signed status webhooks → ticks."""
+    from outbox.services import outbox_drain
 
     channel = _whapi_channel(team)
+    channel.api_base_url = fake_provider.url
+    channel.save(update_fields=["api_base_url"])
+    fake_provider.add_callbacks(
+        url=f"{asgi_server.url}/webhooks/whapi/{channel.pk}/",
+        provider="whapi",
+        secret=WEBHOOK_SECRET,
+        statuses=["delivered", "read"],
+        delay=0.5,
+    )
     chat = ChatFactory(channel=channel, wa_chat_id="4915133333333@s.whatsapp.net", contact_name="Tia Ticks")
     MessageFactory(chat=chat, text="Can you help?")
     context = signed_in_context(browser, asgi_server, team.alice, viewport={"width": 1280, "height": 800})
@@ -147,14 +157,62 @@ def test_a_reply_shows_at_once_and_its_ticks_advance_as_status_webhooks_arrive(
     message = Message.objects.get(chat=chat, direction=Message.Direction.OUTBOUND)
     assert message.text == "Of course! One moment.\nChecking now."
     assert bubble.get_attribute("data-message-id") == str(message.pk)
-    # The provider accepts it (what the outbox drain records), then status webhooks arrive.
-    message_record_provider_id(message=message, wa_message_id="wamid.browser-reply")
-    page.locator(f'[data-message-id="{message.pk}"][data-status="sent"]').wait_for()
-    _post_whapi(asgi_server, channel, _status("wamid.browser-reply", "delivered", chat.wa_chat_id))
+    assert bubble.get_attribute("data-status") == "pending"
+    # The outbox drain sends it to the (fake) provider over HTTP; the provider then posts its statuses.
+    report = outbox_drain()
+    assert report.sent == 1
+    (sent,) = fake_provider.sends()
+    assert sent.json["body"] == "Of course! One moment.\nChecking now."
+    page.locator(
+        f'[data-message-id="{message.pk}"][data-status="sent"], '
+        f'[data-message-id="{message.pk}"][data-status="delivered"]'
+    ).first.wait_for()
     page.locator(f'[data-message-id="{message.pk}"][data-status="delivered"] .tick-delivered').wait_for()
-    _post_whapi(asgi_server, channel, _status("wamid.browser-reply", "read", chat.wa_chat_id))
     page.locator(f'[data-message-id="{message.pk}"][data-status="read"] .tick-read').wait_for()
+    assert page.locator(f'[data-message-id="{message.pk}"]').count() == 1
     screenshot(page, "conversation-ticks")
+    context.close()
+
+
+def test_a_draft_and_the_pane_layout_survive_a_reload(
+    browser: Any, asgi_server: LiveServer, team: Team
+) -> None:
+    context = signed_in_context(browser, asgi_server, team.bob, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(f"/inbox/chats/{team.chat_a.pk}/")
+    wait_connected(page)
+    page.locator('textarea[name="text"]').fill("Half-written answer")
+    page.get_by_role("button", name="Collapse sidebar").click()
+    collapsed = page.locator("#inbox").get_attribute("class")
+    page.reload()
+    wait_connected(page)
+    assert page.locator('textarea[name="text"]').input_value() == "Half-written answer"
+    assert page.locator("#inbox").get_attribute("class") == collapsed
+    context.close()
+
+
+def test_an_attachment_is_sent_as_media(
+    browser: Any, asgi_server: LiveServer, team: Team, tmp_path: Any
+) -> None:
+    channel = _whapi_channel(team)
+    chat = ChatFactory(channel=channel, wa_chat_id="4915144444444@s.whatsapp.net", contact_name="Fay Files")
+    picture = tmp_path / "receipt.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    context = signed_in_context(browser, asgi_server, team.alice, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(f"/inbox/chats/{chat.pk}/")
+    wait_connected(page)
+    page.locator('input[type="file"]').set_input_files(str(picture))
+    page.locator('textarea[name="text"]').fill("Here is your receipt")
+    page.locator('textarea[name="text"]').press("Enter")
+    deadline = time.monotonic() + 10
+    while not Message.objects.filter(chat=chat, direction="out").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    message = Message.objects.get(chat=chat, direction="out")
+    assert message.type == Message.Type.IMAGE
+    assert message.media_file.name.endswith(".png")
+    assert message.text == "Here is your receipt" or message.payload.get("caption") == "Here is your receipt"
+    page.locator(f'[data-message-id="{message.pk}"]').wait_for()
     context.close()
 
 

@@ -290,6 +290,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # Celery installs its own handlers unless told not to; keep one JSON stream.
         "celery": {"level": LOG_LEVEL},
+        # One line per task run is noise at INFO (the embedded beat runs the drain every second).
+        "celery.app.trace": {"level": "WARNING"},
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

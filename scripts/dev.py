@@ -76,7 +76,7 @@ def run() -> None:
             "--port",
             port,
             "--ws",
-            "websockets",
+            "websockets-sansio",
             "--no-access-log",
         ],
         env,

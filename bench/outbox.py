@@ -161,42 +161,9 @@ def fixtures(fake_url: str, chats: int) -> tuple[Any, list[Any]]:
 
 def queue_messages(channel: Any, chats: list[Any], count: int, prefix: str) -> None:
     """Bulk-queue rows exactly as message_send writes them (the enqueue cost is not what is measured)."""
-    from django.utils import timezone
+    from bench import lab
 
-    from inbox.models import Message
-    from outbox.models import OutboxMessage
-
-    now = timezone.now()
-    messages = Message.objects.bulk_create(
-        [
-            Message(
-                chat=chats[n % len(chats)],
-                channel=channel,
-                client_message_id=f"{prefix}-{n}",
-                direction="out",
-                type="text",
-                text=f"{prefix} {n}",
-                status="pending",
-                sort_at=now,
-            )
-            for n in range(count)
-        ],
-        batch_size=1000,
-    )
-    OutboxMessage.objects.bulk_create(
-        [
-            OutboxMessage(
-                channel=channel,
-                chat=m.chat,
-                message=m,
-                message_type="message",
-                next_attempt_at=now,
-                payload={"to": m.chat.wa_chat_id, "type": "text", "text": m.text},
-            )
-            for m in messages
-        ],
-        batch_size=1000,
-    )
+    lab.queue_messages(channel, chats, count, prefix)
 
 
 def fake_requests(fake_url: str) -> list[dict[str, Any]]:

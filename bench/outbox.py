@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT))
 def configure_environment() -> None:
     """Run as a script (not when imported by bench/run_all.py, which sets its own environment)."""
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wa_bench")
-    os.environ["REDIS_URL"] = ""  # rate limits off: in-process buckets, never consulted at this rate
+    # Production shape: Redis channel layer (each sent message is pushed to browsers). Rate limits are
+    # off through the channel's infinite rate (the bucket is not consulted), not by dropping Redis.
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/8")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
 
@@ -141,7 +143,7 @@ def fixtures(fake_url: str, chats: int) -> tuple[Any, list[Any]]:
         display_name=f"bench {time.time()}",
         phone_number="+15550000000",
         api_base_url=fake_url,
-        rate_limit_per_second=1e9,
+        rate_limit_per_second=float("inf"),
         tokens={"api_token": "bench-token"},
     )
     window = timezone.now() + timedelta(hours=23)

@@ -2,7 +2,7 @@
 
 The rate comes from the channel (``Channel.effective_rate_limit``: its own setting, else the provider
 default in ``channels_app.models.DEFAULT_RATE_LIMITS``: Whapi 5/s, Meta 80/s, sandbox 20/s). The bucket
-holds a tenth of a second's worth of tokens (at least one), so a quiet number may send a small burst.
+holds one second's worth of tokens (at least one), so a quiet number may send a short burst.
 
 Where the state lives:
 - ``REDIS_URL`` set (production: several workers drain at once): one Redis hash per channel, updated by a
@@ -52,13 +52,8 @@ return tostring(wait)
 """
 
 
-# A tenth of a second's worth: enough to absorb the drain's batch cadence, small enough that a number
-# catching up after a lull stays at its rate (a one-second burst measured up to 1.08 × the limit in F2).
-BURST_SECONDS = 0.1
-
-
 def bucket_size(rate: float) -> float:
-    return max(1.0, rate * BURST_SECONDS)
+    return max(1.0, rate)
 
 
 class TokenBucket(Protocol):

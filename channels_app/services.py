@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app import crypto
@@ -197,5 +198,13 @@ def channel_update(*, channel: Channel, actor: Any = None, **fields: Any) -> Cha
     return channel
 
 
+# Every inbound event of a number would otherwise update (and row-lock until commit) the same channel
+# row, serializing concurrent processors of one busy number; a few seconds' precision is plenty here.
+INBOUND_MARK_PRECISION = timedelta(seconds=5)
+
+
 def channel_mark_inbound(*, channel: Channel) -> None:
-    Channel.objects.filter(pk=channel.pk).update(last_inbound_at=timezone.now())
+    now = timezone.now()
+    Channel.objects.filter(pk=channel.pk).filter(
+        Q(last_inbound_at__isnull=True) | Q(last_inbound_at__lt=now - INBOUND_MARK_PRECISION)
+    ).update(last_inbound_at=now)

@@ -86,3 +86,23 @@ def test_pause_and_resume_change_status_and_audit(django_capture_on_commit_callb
         "channel.paused",
         "channel.resumed",
     ]
+
+
+def test_inbound_marks_the_channel_at_most_every_few_seconds() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.services import INBOUND_MARK_PRECISION, channel_mark_inbound
+
+    channel = ChannelFactory()
+    channel_mark_inbound(channel=channel)
+    first = Channel.objects.get(pk=channel.pk).last_inbound_at
+    assert first is not None
+    channel_mark_inbound(channel=channel)
+    assert Channel.objects.get(pk=channel.pk).last_inbound_at == first  # no second write (no row lock)
+    Channel.objects.filter(pk=channel.pk).update(
+        last_inbound_at=timezone.now() - INBOUND_MARK_PRECISION - timedelta(seconds=1)
+    )
+    channel_mark_inbound(channel=channel)
+    assert Channel.objects.get(pk=channel.pk).last_inbound_at >= first  # stale: written again

@@ -103,3 +103,15 @@ def _fresh_cache(settings: Any) -> None:
     settings.CACHES = {
         name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for name, config in settings.CACHES.items()
     }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Any:
+    """A new channel-layer instance per test. channels-redis keeps asyncio locks on the instance, and
+    each test's async_to_sync runs on a new event loop: a receive left pending on an old loop would
+    hold a lock the next test's loop cannot take ("bound to a different event loop")."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()

@@ -123,6 +123,22 @@ def _bearer(request: HttpRequest) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
+def _store_verified(
+    request: HttpRequest, provider: str, channels: list[Channel | None], body: bytes, event_type: str
+) -> HttpResponse:
+    """Commit the verified raw event (one per channel it speaks for), then answer 200."""
+    with transaction.atomic(durable=True):
+        events = webhook_event_store(
+            provider=provider,
+            channels=channels,
+            raw_body=body,
+            headers=request.headers,
+            signature_valid=True,
+            event_type=event_type,
+        )
+    return _accepted(provider, events)
+
+
 def _accepted(provider: str, events: list[WebhookEvent]) -> HttpResponse:
     WEBHOOK_EVENTS.labels(provider=provider, outcome="received").inc(len(events))
     return JsonResponse({"ok": True, "events": [event.pk for event in events]})
@@ -171,16 +187,7 @@ def _bearer_webhook(request: HttpRequest, channel_id: UUID, provider: str) -> Ht
     body_channel_id = whapi_body_channel_id(payload)
     if channel.whapi_channel_id and body_channel_id != channel.whapi_channel_id:
         return _unauthorized(request, provider, "channel_id_mismatch", channel.pk)
-    with transaction.atomic(durable=True):
-        events = webhook_event_store(
-            provider=provider,
-            channels=[channel],
-            raw_body=body,
-            headers=request.headers,
-            signature_valid=True,
-            event_type=whapi_event_type(payload),
-        )
-    return _accepted(provider, events)
+    return _store_verified(request, provider, [channel], body, whapi_event_type(payload))
 
 
 @csrf_exempt
@@ -235,16 +242,7 @@ def meta_channel_webhook(request: HttpRequest, channel_id: UUID) -> HttpResponse
     payload = _json(body)
     if not isinstance(payload, dict):
         return _invalid_json(provider, [channel], body, request)
-    with transaction.atomic(durable=True):
-        events = webhook_event_store(
-            provider=provider,
-            channels=[channel],
-            raw_body=body,
-            headers=request.headers,
-            signature_valid=True,
-            event_type=meta_event_type(payload),
-        )
-    return _accepted(provider, events)
+    return _store_verified(request, provider, [channel], body, meta_event_type(payload))
 
 
 @csrf_exempt
@@ -286,13 +284,4 @@ def meta_app_webhook(request: HttpRequest) -> HttpResponse:
         channels_or_none: list[Channel | None] = [None]
     else:
         channels_or_none = list(channels)
-    with transaction.atomic(durable=True):
-        events = webhook_event_store(
-            provider=provider,
-            channels=channels_or_none,
-            raw_body=body,
-            headers=request.headers,
-            signature_valid=True,
-            event_type=meta_event_type(payload),
-        )
-    return _accepted(provider, events)
+    return _store_verified(request, provider, channels_or_none, body, meta_event_type(payload))

@@ -61,31 +61,26 @@ class OutboxMessageAdmin(WorkspaceScopedAdmin):
 
     @admin.action(description="Retry now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
-        done, refused = 0, []
-        for row in queryset:
-            try:
-                outbox_retry_now(row=row, actor=request.user)
-                done += 1
-            except OutboxError as exc:
-                refused.append(str(exc))
+        done = self._each(request, queryset, outbox_retry_now)
         if done:
             self.message_user(request, f"{done} row(s) will be sent at the next drain.")
-        for reason in refused:
-            self.message_user(request, reason, level=messages.WARNING)
 
     @admin.action(description="Cancel (do not send)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
-        done, refused = 0, []
-        for row in queryset:
-            try:
-                outbox_cancel(row=row, actor=request.user)
-                done += 1
-            except OutboxError as exc:
-                refused.append(str(exc))
+        done = self._each(request, queryset, outbox_cancel)
         if done:
             self.message_user(request, f"Cancelled {done} row(s).")
-        for reason in refused:
-            self.message_user(request, reason, level=messages.WARNING)
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[OutboxMessage], service: Any) -> int:
+        """Run the service on every selected row; show each refusal. Returns how many went through."""
+        done = 0
+        for row in queryset:
+            try:
+                service(row=row, actor=request.user)
+                done += 1
+            except OutboxError as exc:
+                self.message_user(request, str(exc), level=messages.WARNING)
+        return done
 
 
 @admin.register(EventSubscription)

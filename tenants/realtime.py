@@ -7,10 +7,10 @@ Events are small dicts naming what changed; consumers render the fragments.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
-from collections.abc import Coroutine
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -36,25 +36,80 @@ class _PushLoop:
     ``async_to_sync`` from a plain thread runs each call on a new event loop, and channels-redis keeps
     its connection pool per loop: every push would open a new Redis connection (about a quarter of a
     webhook event's processing time). One loop in a daemon thread keeps one pool for the process.
+
+    Callers do not wait for Redis: a push is queued and one consumer on the loop sends the queue in
+    order (a chat's "sent" must not overtake its "created"). Waiting for each round trip took a third
+    of a drain's time. A full queue (Redis unreachable for long) drops pushes: pages re-sync on reconnect.
     """
+
+    MAX_QUEUED = 10_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[Any, str, dict[str, Any]]] | None = None
         self._pid = 0
+        self._consumer: asyncio.Task[None] | None = None
 
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+    def _started(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue[tuple[Any, str, dict[str, Any]]]]:
         with self._lock:
             # A forked child (Celery prefork) inherits the object but not the thread: start its own.
-            if self._loop is None or self._pid != os.getpid() or self._loop.is_closed():
-                self._loop = asyncio.new_event_loop()
-                self._pid = os.getpid()
-                threading.Thread(target=self._loop.run_forever, name="realtime-push", daemon=True).start()
-            loop = self._loop
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=PUSH_TIMEOUT_SECONDS)
+            if (
+                self._loop is None
+                or self._queue is None
+                or self._pid != os.getpid()
+                or self._loop.is_closed()
+            ):
+                loop = asyncio.new_event_loop()
+                queue: asyncio.Queue[tuple[Any, str, dict[str, Any]]] = asyncio.Queue(self.MAX_QUEUED)
+                self._consumer = loop.create_task(self._consume(queue))
+                threading.Thread(target=loop.run_forever, name="realtime-push", daemon=True).start()
+                self._loop, self._queue, self._pid = loop, queue, os.getpid()
+            return self._loop, self._queue
+
+    def submit(self, layer: Any, group: str, event: dict[str, Any]) -> None:
+        loop, queue = self._started()
+        loop.call_soon_threadsafe(self._put, queue, (layer, group, event))
+
+    @staticmethod
+    def _put(
+        queue: asyncio.Queue[tuple[Any, str, dict[str, Any]]], item: tuple[Any, str, dict[str, Any]]
+    ) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            logger.warning("realtime push to %s dropped: %d pushes already waiting", item[1], queue.qsize())
+
+    @staticmethod
+    async def _consume(queue: asyncio.Queue[tuple[Any, str, dict[str, Any]]]) -> None:
+        while True:
+            layer, group, event = await queue.get()
+            try:
+                await asyncio.wait_for(layer.group_send(group, event), PUSH_TIMEOUT_SECONDS)
+            except Exception:
+                # A push is best effort: the browser re-syncs on reconnect, the database is the truth.
+                logger.warning("realtime push to %s failed", group, exc_info=True)
+            finally:
+                queue.task_done()
+
+    def flush(self, timeout: float = PUSH_TIMEOUT_SECONDS) -> None:
+        """Wait until every queued push was handed to the layer (tests; process shutdown)."""
+        with self._lock:
+            loop, queue = self._loop, self._queue
+            if loop is None or queue is None or self._pid != os.getpid() or loop.is_closed():
+                return
+        asyncio.run_coroutine_threadsafe(queue.join(), loop).result(timeout=timeout)
 
 
 _push_loop = _PushLoop()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    try:
+        _push_loop.flush(timeout=2.0)
+    except Exception:
+        logger.warning("realtime pushes still queued at exit were dropped")
 
 
 def _uses_shared_loop(layer: Any) -> bool:
@@ -69,7 +124,7 @@ def send_event_rollback_unsafe(group: str, event: dict[str, Any]) -> None:
         return
     try:
         if _uses_shared_loop(layer):
-            _push_loop.run(layer.group_send(group, event))
+            _push_loop.submit(layer, group, event)
         else:
             async_to_sync(layer.group_send)(group, event)
     except Exception:

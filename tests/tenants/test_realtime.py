@@ -34,4 +34,28 @@ def test_a_push_that_fails_is_logged_not_raised(monkeypatch, caplog) -> None:
     Broken.__module__ = "channels_redis.core"
     monkeypatch.setattr("tenants.realtime.get_channel_layer", lambda: Broken())
     send_event_rollback_unsafe("g", {"type": "x"})
+    _push_loop.flush()
     assert "realtime push to g failed" in caplog.text
+
+
+def test_the_caller_does_not_wait_for_the_layer_and_pushes_keep_their_order(monkeypatch) -> None:
+    import asyncio
+    import threading
+
+    release = threading.Event()
+    sent: list[str] = []
+
+    class Held:
+        async def group_send(self, group, event):
+            while not release.is_set():  # Redis "slow" until the test lets it answer
+                await asyncio.sleep(0.005)
+            sent.append(event["type"])
+
+    Held.__module__ = "channels_redis.core"
+    monkeypatch.setattr("tenants.realtime.get_channel_layer", lambda: Held())
+    for n in range(10):
+        send_event_rollback_unsafe("g", {"type": f"x.{n}"})
+    assert sent == []  # every call returned while the layer had not answered once
+    release.set()
+    _push_loop.flush()
+    assert sent == [f"x.{n}" for n in range(10)]

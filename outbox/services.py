@@ -37,6 +37,7 @@ from channels_app.models import Channel
 from channels_app.providers.base import FailureKind, SendResult, TransportError
 from channels_app.services import channel_status_set
 from config.metrics import RATE_LIMIT_PAUSES
+from inbox.models import Message
 from outbox.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -107,11 +108,11 @@ CLAIM_SQL = """
 WITH picked AS (
     SELECT o.id
     FROM outbox_outboxmessage o
-    JOIN channels_app_channel ch ON ch.id = o.channel_id
     WHERE o.status = 'queued'
       AND o.next_attempt_at <= %(now)s
-      AND ch.status <> 'paused'
-      AND (ch.paused_until IS NULL OR ch.paused_until <= %(now)s)
+      AND NOT EXISTS (
+            SELECT 1 FROM channels_app_channel ch
+            WHERE ch.id = o.channel_id AND (ch.status = 'paused' OR ch.paused_until > %(now)s))
       AND (o.chat_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM outbox_outboxmessage e
             WHERE e.chat_id = o.chat_id AND e.id < o.id AND e.status IN ('queued', 'sending', 'paused')))
@@ -161,12 +162,30 @@ def outbox_claim_batch(*, limit: int = 50, now: datetime | None = None) -> list[
             )
     if not ids:
         return []
+    rows = _load_claimed(ids)
+    _message_hooks().claimed(rows=rows, occurred_at=now)
+    return rows
+
+
+def _load_claimed(ids: list[int]) -> list[OutboxMessage]:
+    """The claimed rows with what sending needs. A batch's rows share a few numbers: each Channel is loaded
+    once, not joined into every row (building the same Channel a hundred times was a fifth of a drain's
+    time); quoted messages are fetched only for the rows that quote one."""
     rows = list(
         OutboxMessage.objects.filter(id__in=ids)
-        .select_related("channel", "chat", "message", "message__reply_to")
+        .select_related("chat", "message")
         .order_by("-priority", "created_at", "id")
     )
-    _message_hooks().claimed(rows=rows, occurred_at=now)
+    channels = Channel.objects.in_bulk({row.channel_id for row in rows})
+    quoted_ids = {
+        row.message.reply_to_id for row in rows if row.message is not None and row.message.reply_to_id
+    }
+    quoted = Message.objects.only("id", "chat_id", "wa_message_id").in_bulk(quoted_ids) if quoted_ids else {}
+    for row in rows:
+        row.channel = channels[row.channel_id]
+        message = row.message
+        if message is not None and message.reply_to_id:
+            message.reply_to = quoted.get(message.reply_to_id)
     return rows
 
 

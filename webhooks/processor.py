@@ -11,6 +11,11 @@
    event is ``dead`` (replay it from the admin or ``manage.py replay_webhooks``).
 5. **Sweep** (Celery beat, every 30 s): an event whose worker died stays ``processing`` until its lease
    ends, then returns to ``pending``; due pending/failed events are queued again.
+
+Workers take events in batches (``webhook_events_drain``): one claim statement takes up to a batch of due
+events (``FOR UPDATE SKIP LOCKED``, so drains never wait for each other or take the same event), then
+each is processed as above. Storing an event kicks a drain after commit, coalesced per web process; a
+Celery task per event cost more in the broker than the processing itself.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -74,6 +79,93 @@ def webhook_event_claim(*, event_id: int, now: datetime | None = None) -> Webhoo
     return WebhookEvent.objects.select_related("channel").get(pk=event_id)
 
 
+CLAIM_BATCH_SQL = """
+WITH picked AS (
+    SELECT id FROM webhooks_webhookevent
+    WHERE status IN ('pending', 'failed') AND next_attempt_at <= %(now)s
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhooks_webhookevent e
+SET status = 'processing', attempts = e.attempts + 1, lease_expires_at = %(lease)s
+FROM picked
+WHERE e.id = picked.id
+RETURNING e.id
+"""
+
+
+def webhook_events_claim_batch(*, limit: int = 50, now: datetime | None = None) -> list[WebhookEvent]:
+    """Claim up to ``limit`` due events (pending, or failed and due for their retry), oldest due first.
+
+    Postgres: one statement, so concurrent drains skip each other's rows. SQLite (embedded, one writer at a
+    time): the same filter inside one write transaction.
+    """
+    now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(CLAIM_BATCH_SQL, {"now": now, "lease": now + LEASE, "limit": limit})
+            ids = [row[0] for row in cursor.fetchall()]
+    else:
+        with transaction.atomic():
+            ids = list(
+                WebhookEvent.objects.filter(
+                    status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED],
+                    next_attempt_at__lte=now,
+                )
+                .order_by("next_attempt_at", "id")
+                .values_list("id", flat=True)[:limit]
+            )
+            WebhookEvent.objects.filter(id__in=ids).update(
+                status=WebhookEvent.Status.PROCESSING,
+                attempts=F("attempts") + 1,
+                lease_expires_at=now + LEASE,
+            )
+    if not ids:
+        return []
+    return list(
+        WebhookEvent.objects.filter(id__in=ids).select_related("channel").order_by("next_attempt_at", "id")
+    )
+
+
+@dataclass
+class DrainReport:
+    claimed: int = 0
+    processed: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+def webhook_events_drain(
+    *, batch_size: int = 50, time_budget: float | None = None, max_batches: int | None = None
+) -> DrainReport:
+    """Process due events batch after batch until none is left (or the time budget / batch count runs out)."""
+    import time
+
+    started = time.monotonic()
+    report = DrainReport()
+    batches = 0
+    while True:
+        events = webhook_events_claim_batch(limit=batch_size)
+        if not events:
+            break
+        batches += 1
+        report.claimed += len(events)
+        for event in events:
+            outcome = _process_with_correlation(event)
+            if outcome.status == "processed":
+                report.processed += 1
+            elif outcome.status == "dead":
+                report.dead += 1
+            else:
+                report.failed += 1
+        if max_batches is not None and batches >= max_batches:
+            break
+        if time_budget is not None and time.monotonic() - started >= time_budget:
+            break
+    return report
+
+
 def webhook_event_parse(event: WebhookEvent) -> list[InboundEvent]:
     try:
         body = json.loads(bytes(event.raw_body))
@@ -107,6 +199,10 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     event = webhook_event_claim(event_id=event_id)
     if event is None:
         return ProcessOutcome("skipped")
+    return _process_with_correlation(event)
+
+
+def _process_with_correlation(event: WebhookEvent) -> ProcessOutcome:
     workspace_id = event.channel.workspace_id if event.channel is not None else None
     with correlation(event.correlation_id or None, workspace_id):
         return _process_claimed(event)

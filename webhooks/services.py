@@ -47,20 +47,10 @@ def webhook_headers_redacted(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def _kick(event_ids: list[int]) -> None:
-    from webhooks.tasks import webhook_event_process  # tasks import the processor: import late
+def _kick() -> None:
+    from webhooks.tasks import webhook_events_kick  # tasks import the processor: import late
 
-    def enqueue() -> None:
-        for event_id in event_ids:
-            try:
-                webhook_event_process.delay(event_id)
-            except Exception:
-                # The event is committed; the beat sweep (webhook_events_requeue_due) will pick it up.
-                logger.warning(
-                    "could not enqueue webhook event %s; the sweep will retry", event_id, exc_info=True
-                )
-
-    transaction.on_commit(enqueue)
+    transaction.on_commit(webhook_events_kick)
 
 
 def webhook_event_store(
@@ -103,7 +93,7 @@ def webhook_event_store(
         ]
         WebhookEvent.objects.bulk_create(events)
         if not failed_reason:
-            _kick([event.pk for event in events])
+            _kick()
     return events
 
 
@@ -132,5 +122,5 @@ def webhook_events_replay(*, events: Iterable[WebhookEvent]) -> int:
         )
         if replayable:
             logger.info("replaying %d webhook events", len(replayable))
-            _kick(sorted(replayable))
+            _kick()
     return len(replayable)

@@ -96,16 +96,14 @@ def test_a_superuser_sees_every_workspace(team, troubled) -> None:
 def test_replay_requeues_selected_dead_events_and_audits(
     team, troubled, alice_client: Client, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
-    kicked: list[int] = []
-    monkeypatch.setattr(
-        "webhooks.tasks.webhook_event_process.delay", lambda event_id: kicked.append(event_id)
-    )
+    kicked: list[str] = []
+    monkeypatch.setattr("webhooks.tasks.webhook_events_kick", lambda: kicked.append("drain"))
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_client.post("/monitoring/replay/", {"event_id": [str(troubled[0].pk)]})
     assert response.status_code == 302
     troubled[0].refresh_from_db()
     assert troubled[0].status == WebhookEvent.Status.PENDING and troubled[0].attempts == 0
-    assert kicked == [troubled[0].pk]
+    assert kicked == ["drain"]
     assert AuditLog.objects.filter(action="webhook.replayed", actor=team.alice).exists()
 
 

@@ -30,7 +30,10 @@ def events(whapi_channel):
     failed = store(whapi_channel, fixture_bytes("whapi", "whapi_incoming_group_text.json"))
     processed = store(whapi_channel, fixture_bytes("whapi", "whapi_outgoing_from_mobile.json"))
     WebhookEvent.objects.filter(pk=dead.pk).update(status="dead", attempts=5)
-    WebhookEvent.objects.filter(pk=failed.pk).update(status="failed", attempts=2)
+    # A failed event waits for its retry time (a drain would take it once due).
+    WebhookEvent.objects.filter(pk=failed.pk).update(
+        status="failed", attempts=2, next_attempt_at=timezone.now() + timedelta(minutes=2)
+    )
     WebhookEvent.objects.filter(pk=processed.pk).update(status="processed")
     return {"dead": dead, "failed": failed, "processed": processed}
 

@@ -1,0 +1,146 @@
+"""Draining stored events in batches: concurrent drains, due retries, and the coalesced kick."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from inbox.models import Chat, Message
+from webhooks import tasks
+from webhooks.models import WebhookEvent
+from webhooks.processor import webhook_events_drain
+from webhooks.tasks import CoalescedKick
+
+
+def _body(chat: int, ids: range) -> bytes:
+    return json.dumps(
+        {
+            "messages": [
+                {
+                    "id": f"drain-{chat}-{i:04d}-abcd",
+                    "from_me": False,
+                    "type": "text",
+                    "chat_id": f"49170000{chat:04d}@s.whatsapp.net",
+                    "timestamp": 1713000000 + i,
+                    "text": {"body": f"message {i}"},
+                    "from": f"49170000{chat:04d}",
+                    "from_name": f"Customer {chat}",
+                }
+                for i in ids
+            ],
+            "event": {"type": "messages", "event": "post"},
+            "channel_id": "MANTIS-M72HC",
+        }
+    ).encode()
+
+
+def _pending(channel, body: bytes, **fields) -> WebhookEvent:
+    # Created directly (no after-commit kick): the drains under test are the only processors.
+    return WebhookEvent.objects.create(
+        provider="whapi",
+        channel=channel,
+        raw_body=body,
+        signature_valid=True,
+        next_attempt_at=fields.pop("next_attempt_at", timezone.now()),
+        **fields,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_three_drains_racing_over_forty_events_process_each_exactly_once(whapi_channel):
+    for n in range(40):
+        # Four chats; each event redelivers two messages of the one before it.
+        _pending(whapi_channel, _body(n % 4, range(n * 3, n * 3 + 5)))
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def drain() -> None:
+        try:
+            barrier.wait(timeout=10)
+            webhook_events_drain(batch_size=7)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    events = WebhookEvent.objects.filter(channel=whapi_channel)
+    assert set(events.values_list("status", "attempts")) == {("processed", 1)}
+    for chat_number in range(4):
+        chat = Chat.objects.get(channel=whapi_channel, wa_chat_id=f"49170000{chat_number:04d}@s.whatsapp.net")
+        expected = {
+            f"drain-{chat_number}-{i:04d}-abcd"
+            for n in range(chat_number, 40, 4)
+            for i in range(n * 3, n * 3 + 5)
+        }
+        assert set(Message.objects.filter(chat=chat).values_list("wa_message_id", flat=True)) == expected
+        assert Message.objects.filter(chat=chat).count() == len(expected)
+        assert chat.unread_count == len(expected)
+
+
+@pytest.mark.django_db
+def test_a_drain_takes_due_retries_but_not_later_ones_nor_events_kept_for_inspection(whapi_channel):
+    now = timezone.now()
+    due = _pending(whapi_channel, _body(1, range(2)), status="failed", attempts=1, next_attempt_at=now)
+    later = _pending(
+        whapi_channel,
+        _body(2, range(2)),
+        status="failed",
+        attempts=1,
+        next_attempt_at=now + timedelta(minutes=1),
+    )
+    kept = _pending(whapi_channel, b"not json", status="failed", next_attempt_at=None)
+    report = webhook_events_drain()
+    assert (report.claimed, report.processed) == (1, 1)
+    statuses = dict(WebhookEvent.objects.values_list("pk", "status"))
+    assert statuses == {due.pk: "processed", later.pk: "failed", kept.pk: "failed"}
+
+
+def test_a_burst_of_kicks_publishes_once_at_once_and_once_after_the_burst() -> None:
+    published = threading.Semaphore(0)
+    count: list[int] = []
+
+    def publish() -> None:
+        count.append(1)
+        published.release()
+
+    kick = CoalescedKick(publish, interval=0.2)
+    for _ in range(50):
+        kick()
+    assert len(count) == 1  # the first call published; the other 49 wait for one scheduled publish
+    assert published.acquire(timeout=5) and published.acquire(timeout=5)
+    assert len(count) == 2
+    kick()  # a call inside the interval after the scheduled publish: scheduled again, not dropped
+    assert published.acquire(timeout=5)
+    assert len(count) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_storing_events_outside_eager_mode_kicks_one_coalesced_drain(whapi_channel, settings, monkeypatch):
+    from webhooks.services import webhook_event_store
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published: list[int] = []
+    monkeypatch.setattr(tasks, "_coalesced_kick", CoalescedKick(lambda: published.append(1), interval=60))
+    for n in range(5):
+        with transaction.atomic():
+            webhook_event_store(
+                provider="whapi",
+                channels=[whapi_channel],
+                raw_body=_body(n, range(1)),
+                headers={},
+                signature_valid=True,
+                event_type="messages.post",
+            )
+    assert published == [1]  # five commits, one drain task (the rest ride on a scheduled one)
+    assert WebhookEvent.objects.filter(status="pending").count() == 5

@@ -15,6 +15,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from webhooks.asgi import WebhookFront  # noqa: E402
 
 if not settings.REDIS_URL and settings.EMBEDDED_BEAT:
     # Embedded mode: no beat process, so the periodic backstops run in this process.
@@ -24,7 +25,8 @@ if not settings.REDIS_URL and settings.EMBEDDED_BEAT:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Providers' webhook POSTs take a lean path (webhooks/asgi.py); every other request is Django's.
+        "http": WebhookFront(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -213,6 +213,9 @@ LOGIN_REDIRECT_URL = "/inbox/"
 
 # Webhook bodies are capped (providers' largest events are far below this).
 WEBHOOK_MAX_BODY_BYTES = 3 * 1024 * 1024
+# Webhook stores in flight at once per web process (webhooks.asgi: each is one thread, one database
+# connection and one commit for all the POSTs that were waiting).
+WEBHOOK_INGEST_THREADS = int(os.environ.get("WEBHOOK_INGEST_THREADS", "4"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024
 
 HTTPS = env_bool("HTTPS", not DEBUG)

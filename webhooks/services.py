@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -53,6 +54,81 @@ def _kick() -> None:
     transaction.on_commit(webhook_events_kick)
 
 
+def _insert(events: list[WebhookEvent]) -> None:
+    """``bulk_create`` without the ORM's per-call query compilation (a tenth of a webhook's time on the
+    web process): the same columns and values, prepared by the model's own fields, in one statement."""
+    fields = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [
+        field.get_db_prep_save(field.pre_save(event, True), connection)
+        for event in events
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {WebhookEvent._meta.db_table} ({columns}) VALUES {', '.join([row] * len(events))} "  # noqa: S608
+            "RETURNING id",
+            params,
+        )
+        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
+            event.pk = pk
+            event._state.adding = False
+
+
+@dataclass(frozen=True)
+class EventToStore:
+    """One verified POST to store: one event per channel the body speaks for."""
+
+    provider: str
+    channels: list[Channel | None]
+    raw_body: bytes
+    headers: Mapping[str, str]
+    signature_valid: bool
+    event_type: str
+    failed_reason: str = ""
+    correlation_id: str = ""
+
+
+def webhook_events_store(items: list[EventToStore]) -> list[list[WebhookEvent]]:
+    """Store several POSTs' events in one statement (the lean front groups concurrent POSTs into one
+    commit) and kick processing once after commit. Returns each item's events, in order."""
+    now = timezone.now()
+    per_item: list[list[WebhookEvent]] = []
+    for item in items:
+        # The request id of the POST that brought the event (X-Request-ID or generated), so one id follows
+        # the event from the provider's request through its processing's logs.
+        correlation_id = (item.correlation_id or current_request_id())[:64] or uuid.uuid4().hex
+        stored_headers = webhook_headers_redacted(item.headers)
+        per_item.append(
+            [
+                WebhookEvent(
+                    provider=item.provider,
+                    channel=channel,
+                    headers=stored_headers,
+                    raw_body=item.raw_body,
+                    signature_valid=item.signature_valid,
+                    event_type=item.event_type[:64],
+                    status=WebhookEvent.Status.FAILED if item.failed_reason else WebhookEvent.Status.PENDING,
+                    last_error=item.failed_reason,
+                    # Pending rows carry their due time, so the sweep finds lost kicks through the partial index.
+                    next_attempt_at=None if item.failed_reason else now,
+                    correlation_id=correlation_id,
+                )
+                for channel in item.channels
+            ]
+        )
+    events = [event for item_events in per_item for event in item_events]
+    with transaction.atomic(savepoint=False):
+        if connection.vendor == "postgresql":
+            _insert(events)
+        else:
+            WebhookEvent.objects.bulk_create(events)
+        if any(not item.failed_reason for item in items):
+            _kick()
+    return per_item
+
+
 def webhook_event_store(
     *,
     provider: str,
@@ -69,32 +145,17 @@ def webhook_event_store(
     ``failed_reason`` stores the body as a failed event for inspection only (e.g. invalid JSON behind a
     valid signature): it is not kicked and the sweep never retries it (no next attempt time).
     """
-    now = timezone.now()
-    # The request id of the POST that brought the event (X-Request-ID or generated), so one id follows
-    # the event from the provider's request through its processing's logs.
-    correlation_id = (correlation_id or current_request_id())[:64] or uuid.uuid4().hex
-    stored_headers = webhook_headers_redacted(headers)
-    with transaction.atomic(savepoint=False):
-        events = [
-            WebhookEvent(
-                provider=provider,
-                channel=channel,
-                headers=stored_headers,
-                raw_body=raw_body,
-                signature_valid=signature_valid,
-                event_type=event_type[:64],
-                status=WebhookEvent.Status.FAILED if failed_reason else WebhookEvent.Status.PENDING,
-                last_error=failed_reason,
-                # Pending rows carry their due time so the sweep finds lost kicks through the partial index.
-                next_attempt_at=None if failed_reason else now,
-                correlation_id=correlation_id,
-            )
-            for channel in channels
-        ]
-        WebhookEvent.objects.bulk_create(events)
-        if not failed_reason:
-            _kick()
-    return events
+    item = EventToStore(
+        provider=provider,
+        channels=list(channels),
+        raw_body=raw_body,
+        headers=headers,
+        signature_valid=signature_valid,
+        event_type=event_type,
+        failed_reason=failed_reason,
+        correlation_id=correlation_id,
+    )
+    return webhook_events_store([item])[0]
 
 
 def webhook_events_replay(*, events: Iterable[WebhookEvent]) -> int:

@@ -203,8 +203,17 @@ def channel_update(*, channel: Channel, actor: Any = None, **fields: Any) -> Cha
 INBOUND_MARK_PRECISION = timedelta(seconds=5)
 
 
+# channel id → when this process last marked it: at most one UPDATE per channel per precision window per
+# process (the UPDATE alone, even matching no row, was 7 % of processing an event).
+_inbound_marked: dict[Any, datetime] = {}
+
+
 def channel_mark_inbound(*, channel: Channel) -> None:
     now = timezone.now()
+    last = _inbound_marked.get(channel.pk)
+    if last is not None and now - last < INBOUND_MARK_PRECISION:
+        return
+    _inbound_marked[channel.pk] = now
     Channel.objects.filter(pk=channel.pk).filter(
         Q(last_inbound_at__isnull=True) | Q(last_inbound_at__lt=now - INBOUND_MARK_PRECISION)
     ).update(last_inbound_at=now)

@@ -36,6 +36,7 @@ from channels_app.providers.whapi.parse import parse_webhook as whapi_parse_webh
 from config.metrics import WEBHOOK_LAG, WEBHOOK_PROCESSED
 from config.request_context import correlation
 from inbox.models import DeferredStatus
+from inbox.realtime import subscription_lookups_shared
 from inbox.services import inbound_events_apply
 from webhooks.models import WebhookEvent
 
@@ -151,14 +152,16 @@ def webhook_events_drain(
             break
         batches += 1
         report.claimed += len(events)
-        for event in events:
-            outcome = _process_with_correlation(event)
-            if outcome.status == "processed":
-                report.processed += 1
-            elif outcome.status == "dead":
-                report.dead += 1
-            else:
-                report.failed += 1
+        # A batch takes milliseconds: its events share one subscriptions lookup per workspace.
+        with subscription_lookups_shared():
+            for event in events:
+                outcome = _process_with_correlation(event)
+                if outcome.status == "processed":
+                    report.processed += 1
+                elif outcome.status == "dead":
+                    report.dead += 1
+                else:
+                    report.failed += 1
         if max_batches is not None and batches >= max_batches:
             break
         if time_budget is not None and time.monotonic() - started >= time_budget:

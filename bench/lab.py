@@ -129,11 +129,16 @@ def celery_beat(env: dict[str, str], *, name: str = "beat") -> subprocess.Popen[
 
 
 def uvicorn(
-    env: dict[str, str], port: int, *, workers: int = 1, name: str = "web"
+    env: dict[str, str],
+    port: int,
+    *,
+    workers: int = 1,
+    name: str = "web",
+    app: str = "config.asgi:application",
 ) -> subprocess.Popen[bytes]:
     log = log_file(name)
     return subprocess.Popen(
-        [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--lifespan", "off"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from datetime import timedelta
@@ -25,6 +24,7 @@ from inbox.models import Message
 from outbox.models import OutboxMessage
 from outbox.services import lease_seconds, outbox_drain, outbox_release_expired_leases
 from tests.outbox.helpers import bodies, open_chat, provider_channel, send_text
+from tests.threads import run_together
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,25 +49,11 @@ def test_three_concurrent_drains_send_each_of_500_rows_exactly_once_in_chat_orde
         expected_order[chat.pk].append(text)
     assert OutboxMessage.objects.filter(status=OutboxMessage.Status.QUEUED).count() == 500
 
-    errors: list[BaseException] = []
-    start = threading.Barrier(3)
-
     def drain() -> None:
-        try:
-            start.wait()
-            while OutboxMessage.objects.filter(status=OutboxMessage.Status.QUEUED).exists():
-                outbox_drain(batch_size=10, max_batches=5)
-        except BaseException as exc:  # surfaced in the main thread below
-            errors.append(exc)
-        finally:
-            connection.close()
+        while OutboxMessage.objects.filter(status=OutboxMessage.Status.QUEUED).exists():
+            outbox_drain(batch_size=10, max_batches=5)
 
-    threads = [threading.Thread(target=drain) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    run_together(drain, 3)
 
     received = bodies(fake_provider)
     assert len(received) == 500

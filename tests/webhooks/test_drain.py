@@ -7,10 +7,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from inbox.models import Chat, Message
+from tests.threads import run_together
 from webhooks import tasks
 from webhooks.models import WebhookEvent
 from webhooks.processor import webhook_events_drain
@@ -56,24 +57,7 @@ def test_three_drains_racing_over_forty_events_process_each_exactly_once(whapi_c
     for n in range(40):
         # Four chats; each event redelivers two messages of the one before it.
         _pending(whapi_channel, _body(n % 4, range(n * 3, n * 3 + 5)))
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(3)
-
-    def drain() -> None:
-        try:
-            barrier.wait(timeout=10)
-            webhook_events_drain(batch_size=7)
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=drain) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    run_together(lambda: webhook_events_drain(batch_size=7), 3)
     events = WebhookEvent.objects.filter(channel=whapi_channel)
     assert set(events.values_list("status", "attempts")) == {("processed", 1)}
     for chat_number in range(4):

@@ -349,6 +349,27 @@ class OutboxHooks:
     """Called by outbox.services inside its short record transactions, for rows that carry a message."""
 
     def claimed(self, *, rows: list[OutboxMessage], occurred_at: datetime) -> None:
+        from django.db import connection
+
+        with_message = [row for row in rows if row.message_id]
+        if not with_message:
+            return
+        if connection.vendor == "postgresql":
+            # Built by Postgres from the ids: the ORM's bulk_create took a tenth of a drain's Python time.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO inbox_messageevent (message_id, kind, detail, occurred_at) "
+                    "SELECT m, %s, jsonb_build_object('attempt', a, 'outbox_id', o), %s "
+                    "FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS t(m, a, o)",
+                    [
+                        MessageEvent.Kind.CLAIMED,
+                        occurred_at,
+                        [row.message_id for row in with_message],
+                        [row.attempts for row in with_message],
+                        [row.pk for row in with_message],
+                    ],
+                )
+            return
         MessageEvent.objects.bulk_create(
             [
                 MessageEvent(
@@ -423,17 +444,12 @@ class OutboxHooks:
                     params,
                 )
                 updated = {r[0] for r in cursor.fetchall()}
-            MessageEvent.objects.bulk_create(
-                [
-                    MessageEvent(
-                        message_id=message_id,
-                        kind=MessageEvent.Kind.SENT,
-                        detail={"source": "send"},
-                        occurred_at=occurred_at,
-                    )
-                    for message_id in updated
-                ]
-            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO inbox_messageevent (message_id, kind, detail, occurred_at) "
+                    'SELECT m, %s, \'{"source": "send"}\'::jsonb, %s FROM unnest(%s::bigint[]) AS t(m)',
+                    [MessageEvent.Kind.SENT, occurred_at, sorted(updated)],
+                )
             with subscription_lookups_shared():  # one subscriptions query per workspace, not per message
                 for row, _ in plain:
                     if row.message_id in updated:

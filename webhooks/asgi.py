@@ -94,7 +94,10 @@ class WebhookFront:
         if not _host_allowed(headers.get("host", "")):
             answer = WebhookAnswer(400, {"error": "bad host"})
         else:
-            body = await _read_body(receive, headers)
+            try:
+                body = await _read_body(receive, headers)
+            except _ClientGone:
+                return
             if body is None:
                 answer = too_large(provider)
             else:
@@ -174,6 +177,10 @@ def _host_allowed(host_header: str) -> bool:
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
+class _ClientGone(Exception):
+    pass
+
+
 async def _read_body(receive: ASGIReceiveCallable, headers: dict[str, str]) -> bytes | None:
     """The whole body, or None once it is over ``WEBHOOK_MAX_BODY_BYTES`` (declared or actual)."""
     limit = settings.WEBHOOK_MAX_BODY_BYTES
@@ -187,7 +194,7 @@ async def _read_body(receive: ASGIReceiveCallable, headers: dict[str, str]) -> b
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(chunks)  # the client left; what it sent is still verified before storing
+            raise _ClientGone  # half a body is not the event: store nothing, the provider sends it again
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

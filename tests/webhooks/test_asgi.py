@@ -209,3 +209,30 @@ def test_when_the_shared_commit_fails_each_post_is_stored_on_its_own(whapi_chann
     assert [answer.status for answer in answers] == [200, 200, 200]
     assert calls == [3, 1, 1, 1]
     assert WebhookEvent.objects.filter(channel=whapi_channel).count() == 3
+
+
+def test_a_client_that_leaves_mid_body_gets_nothing_stored(whapi_channel):
+    front = application.application_mapping["http"]
+    body = _text(300)
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": body[:20], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"/webhooks/whapi/{whapi_channel.pk}/",
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {WHAPI_SECRET}".encode())],
+        "client": ("127.0.0.1", 5000),
+    }
+    async_to_sync(front)(scope, receive, send)
+    assert sent == []
+    assert WebhookEvent.objects.count() == 0

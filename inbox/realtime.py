@@ -74,6 +74,9 @@ def subscription_lookups_shared() -> Iterator[None]:
     time at a batch of 100 (docs/performance.md, F1). Use only inside one transaction: what the block
     sees is the subscriptions as of its first lookup, as if all its events were emitted at that moment.
     """
+    if _wanted_by_workspace.get() is not None:
+        yield  # an enclosing scope (a drain batch) already shares its lookups: keep them
+        return
     token = _wanted_by_workspace.set({})
     try:
         yield

@@ -128,3 +128,17 @@ def test_storing_events_outside_eager_mode_kicks_one_coalesced_drain(whapi_chann
             )
     assert published == [1]  # five commits, one drain task (the rest ride on a scheduled one)
     assert WebhookEvent.objects.filter(status="pending").count() == 5
+
+
+@pytest.mark.django_db
+def test_a_drain_batch_looks_up_its_workspaces_subscriptions_once(whapi_channel):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for n in range(5):
+        _pending(whapi_channel, _body(10 + n, range(2)))
+    with CaptureQueriesContext(connection) as queries:
+        report = webhook_events_drain(batch_size=50)
+    assert report.processed == 5
+    lookups = [q["sql"] for q in queries.captured_queries if "outbox_eventsubscription" in q["sql"]]
+    assert len(lookups) == 1  # not one per event (each event's own apply opens a nested sharing scope)

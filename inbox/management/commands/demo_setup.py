@@ -52,7 +52,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result))
             return
         self.stdout.write(
-            "\n  Demo workspace ready at http://127.0.0.1:8000/\n"
+            "\n  Demo workspace ready:\n"
             f"    admin: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}   (also Django admin at /admin/)\n"
             f"    agent: {DEMO_AGENT[0]} / {DEMO_AGENT[1]}\n"
             "  (local demo credentials for this machine only)\n"

@@ -178,6 +178,9 @@ EMBEDDED_BEAT = env_bool("EMBEDDED_BEAT", True)
 OUTBOX_AUTO_DRAIN = env_bool("OUTBOX_AUTO_DRAIN", True)
 # Seconds a claimed row stays ours; longer than a send's timeouts so only a dead worker's rows go back.
 OUTBOX_LEASE_SECONDS = int(os.environ.get("OUTBOX_LEASE_SECONDS", "90"))
+# Provider calls in flight at once per drain (a batch's rows hold at most one row per chat, so this never
+# reorders a chat).
+OUTBOX_SEND_CONCURRENCY = int(os.environ.get("OUTBOX_SEND_CONCURRENCY", "8"))
 # Sandbox numbers: simulated "delivered" and "read" this many seconds after a send.
 SANDBOX_DELIVERED_AFTER = 1.0
 SANDBOX_READ_AFTER = 2.0

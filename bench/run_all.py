@@ -6,8 +6,8 @@ Runs against Postgres and Redis on loopback (``BENCH_PG_BASE``, ``BENCH_REDIS_BA
 ``wa_bench_*``, Redis dbs 7-9) with the production processes: ``uvicorn config.asgi:application``, Celery
 workers and beat where a scenario uses them, ``DEBUG`` off, ``HTTPS=false``.
 
-- F1 outbox drain: ``bench/outbox.py`` (4 drain processes, rate limits off) ÷ its raw psycopg batched
-  claim+ack loop on an identical table.
+- F1 outbox drain: ``bench/outbox.py`` (2 and 4 drain processes × claims of 100 and 200, rate limits
+  off; the best shape) ÷ its raw psycopg batched claim+ack loop of the same shape on an identical table.
 - F2 pacing: ``bench/pacing.py``.
 - F3 webhook ingest (here): events/s acknowledged with p99 < 100 ms, 20 % duplicates, over a sweep of
   client concurrency, ÷ the same server and webhook front with the database step replaced by a no-op
@@ -66,8 +66,6 @@ def f1(quick: bool) -> dict[str, Any]:
         "bench/outbox.py",
         "--messages",
         "2000" if quick else "5000",
-        "--workers",
-        "4",
         "--skip-latency",
         env=env,
     )

@@ -30,7 +30,7 @@ DRAIN_TIME_BUDGET = 10.0  # seconds per task run, so one task never hogs a worke
 
 @shared_task(name="outbox.tasks.outbox_drain", ignore_result=True)
 def outbox_drain_task() -> dict[str, int]:
-    report = outbox_drain(time_budget=DRAIN_TIME_BUDGET)
+    report = outbox_drain(batch_size=settings.OUTBOX_BATCH_SIZE, time_budget=DRAIN_TIME_BUDGET)
     return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed}
 
 
@@ -82,7 +82,7 @@ class EmbeddedDrainer:
                     break
                 try:
                     close_old_connections()
-                    outbox_drain(time_budget=DRAIN_TIME_BUDGET)
+                    outbox_drain(batch_size=settings.OUTBOX_BATCH_SIZE, time_budget=DRAIN_TIME_BUDGET)
                 except Exception:
                     logger.exception("outbox: embedded drain failed; retrying in %.0f s", self.interval)
         finally:

@@ -170,6 +170,26 @@ class _Context:
         return detail
 
 
+# ---------------------------------------------------------------- hot-path lookups
+# The lookups every inbound message makes, as plain SQL through the models (``raw``): building them with
+# the ORM's query compiler cost more CPU than running them (py-spy, docs/performance.md).
+
+
+def _pk(channel_or_id: Any) -> Any:
+    """A channel id as the database stores it (a UUID on Postgres, hex text on SQLite)."""
+    value = getattr(channel_or_id, "pk", channel_or_id)
+    return Channel._meta.pk.get_db_prep_value(value, connection)  # type: ignore[union-attr]
+
+
+def _one(model: Any, sql: str, *params: Any, lock: bool = False) -> Any:
+    """The first row of ``sql`` as a model instance, or None; ``lock`` takes the row's lock (Postgres; SQLite
+    has one writer at a time)."""
+    sql += " LIMIT 1"
+    if lock and connection.vendor == "postgresql":
+        sql += " FOR NO KEY UPDATE"
+    return next(iter(model.objects.raw(sql, list(params))), None)
+
+
 # ---------------------------------------------------------------- locks
 
 
@@ -192,7 +212,13 @@ def _chat_get_or_create_locked(
 ) -> Chat:
     """The chat row, locked, created first if new (ON CONFLICT DO NOTHING, so racing creators agree)."""
     qs = Chat.objects.select_for_update(no_key=True).filter(channel=channel, wa_chat_id=wa_chat_id)
-    chat = qs.first()
+    chat = _one(
+        Chat,
+        "SELECT * FROM inbox_chat WHERE channel_id = %s AND wa_chat_id = %s",
+        _pk(channel),
+        wa_chat_id,
+        lock=True,
+    )
     if chat is not None:
         return chat
     Chat.objects.bulk_create(
@@ -289,7 +315,12 @@ def _apply_message(context: _Context, event: InboundMessage, result: ApplyResult
                 name=chat.contact_name, updated_at=timezone.now()
             )
 
-    existing = Message.objects.filter(channel=channel, wa_message_id=event.wa_message_id).first()
+    existing = _one(
+        Message,
+        "SELECT * FROM inbox_message WHERE channel_id = %s AND wa_message_id = %s",
+        _pk(channel),
+        event.wa_message_id,
+    )
     if existing is not None:
         # A redelivery, or the echo of a message we sent and already recorded: one message, never two.
         result.messages_duplicate += 1
@@ -453,7 +484,10 @@ def _apply_status(context: _Context, event: StatusUpdate, result: ApplyResult) -
 def _deferred_statuses_apply(context: _Context | None, message: Message) -> list[str]:
     """Fold parked statuses for this message's id into it, then drop them. Caller holds the id lock."""
     deferred = list(
-        DeferredStatus.objects.filter(channel_id=message.channel_id, wa_message_id=message.wa_message_id)
+        DeferredStatus.objects.raw(
+            "SELECT * FROM inbox_deferredstatus WHERE channel_id = %s AND wa_message_id = %s",
+            [_pk(message.channel_id), message.wa_message_id],
+        )
     )
     changed: list[str] = []
     if message.direction == Message.Direction.OUTBOUND:

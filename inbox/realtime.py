@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from inbox.models import Chat, Message, MessageEvent
@@ -37,9 +37,10 @@ def push_message_created(message: Message, chat: Chat) -> None:
 def _record_pushed(message_id: int) -> None:
     """The ``pushed`` step of the message's timeline: browsers were sent its bubble (after commit)."""
     # An echo merged away between the commit and now has no row left: its timeline moved already.
-    with contextlib.suppress(IntegrityError):
-        MessageEvent.objects.create(
-            message_id=message_id, kind=MessageEvent.Kind.PUSHED, occurred_at=timezone.now()
+    with contextlib.suppress(IntegrityError), connection.cursor() as cursor:
+        cursor.execute(  # plain SQL: once per inbound message, cheaper than the ORM's compiled INSERT
+            "INSERT INTO inbox_messageevent (message_id, kind, detail, occurred_at) VALUES (%s, %s, '{}', %s)",
+            [message_id, MessageEvent.Kind.PUSHED, timezone.now()],
         )
 
 

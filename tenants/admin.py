@@ -14,6 +14,7 @@ from tenants.services import (
     TenantError,
     apitoken_revoke,
     membership_add,
+    membership_remove,
     membership_set_role,
     user_get_or_create,
 )
@@ -32,6 +33,16 @@ class MembershipInline(ScopedInline):
         return False  # people are added from the Membership page, which can create their account
 
 
+def _remove_members(request: HttpRequest, memberships: list[Membership]) -> None:
+    """Removing people from the admin goes through the service like everywhere else: tokens revoked,
+    their chats unassigned, audited, and never the last admin."""
+    for membership in memberships:
+        try:
+            membership_remove(membership=membership, actor=request.user)
+        except TenantError as exc:
+            messages.error(request, f"{membership.user}: {exc}")
+
+
 @admin.register(Workspace)
 class WorkspaceAdmin(WorkspaceScopedAdmin):
     workspace_field = "id"
@@ -41,6 +52,22 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]
     superuser_only_fields = ("status", "max_channels", "max_members", "slug")
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        formset.save(commit=False)  # collects deleted_objects; role edits are saved below
+        _remove_members(request, list(formset.deleted_objects))
+        for membership, _changed in formset.changed_objects:
+            try:
+                membership_set_role(
+                    membership=Membership.objects.get(pk=membership.pk),
+                    role=membership.role,
+                    actor=request.user,
+                )
+            except TenantError as exc:
+                messages.error(request, f"{membership.user}: {exc}")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         from django.db.models import Count
@@ -148,6 +175,12 @@ class MembershipAdmin(WorkspaceScopedAdmin):
         except TenantError as exc:
             # ModelAdmin has no clean failure path from save_model; show the reason instead of a 500.
             self.message_user(request, str(exc), level=messages.ERROR)
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        _remove_members(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        _remove_members(request, list(queryset))
 
     @admin.action(description="Make admin")
     def make_admin(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:

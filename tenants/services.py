@@ -177,11 +177,17 @@ def membership_is_last_admin(*, membership: Membership) -> bool:
 
 
 def membership_remove(*, membership: Membership, actor: Any = None) -> None:
-    """Take someone out of a workspace; their API tokens for it stop working at once."""
+    """Take someone out of a workspace: their API tokens for it stop working at once and the chats
+    assigned to them go back to the team (unassigned)."""
+    from inbox.services.chats import chats_unassign_member  # inbox builds on tenants: import late
+
     if membership_is_last_admin(membership=membership):
         raise TenantError("a workspace needs at least one admin: make someone else admin first")
     with transaction.atomic(savepoint=False):
         now = timezone.now()
+        chats_unassign_member(
+            workspace_id=membership.workspace_id, user_id=membership.user_id, acting_user=actor
+        )
         ApiToken.objects.filter(
             workspace_id=membership.workspace_id, user_id=membership.user_id, revoked_at__isnull=True
         ).update(revoked_at=now)

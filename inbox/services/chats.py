@@ -50,6 +50,31 @@ def chat_assign(*, chat: Chat, agent: Any | None, acting_user: Any) -> Chat:
     return chat
 
 
+def chats_unassign_member(*, workspace_id: Any, user_id: Any, acting_user: Any) -> int:
+    """Someone left the workspace: their open work goes back to the team (unassigned), each chat pushed so
+    other agents see it at once. Returns how many chats were theirs."""
+    chats = list(
+        Chat.objects.filter(workspace_id=workspace_id, assignee_id=user_id).select_related("workspace")
+    )
+    if not chats:
+        return 0
+    with transaction.atomic(savepoint=False):
+        Chat.objects.filter(pk__in=[chat.pk for chat in chats], assignee_id=user_id).update(
+            assignee=None, updated_at=timezone.now()
+        )
+        audit_record(
+            action="chats.unassigned",
+            workspace=chats[0].workspace,
+            actor=acting_user,
+            target=None,
+            data={"reason": "member removed", "user_id": user_id, "chats": len(chats)},
+        )
+        for chat in chats:
+            chat.assignee = None
+            push_chat_updated(chat)
+    return len(chats)
+
+
 def chat_set_status(*, chat: Chat, status: str, acting_user: Any) -> Chat:
     """Resolve, reopen or park (pending) a chat."""
     if status not in Chat.Status.values:

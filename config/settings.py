@@ -178,6 +178,10 @@ EMBEDDED_BEAT = env_bool("EMBEDDED_BEAT", True)
 OUTBOX_AUTO_DRAIN = env_bool("OUTBOX_AUTO_DRAIN", True)
 # Seconds a claimed row stays ours; longer than a send's timeouts so only a dead worker's rows go back.
 OUTBOX_LEASE_SECONDS = int(os.environ.get("OUTBOX_LEASE_SECONDS", "90"))
+# Integrators' webhook URLs may point at private, loopback or link-local addresses only when this is on
+# (development, where the receiver runs on this machine); in production they would let a workspace admin
+# make the server call its own network.
+SUBSCRIPTIONS_ALLOW_PRIVATE_URLS = env_bool("SUBSCRIPTIONS_ALLOW_PRIVATE_URLS", DEBUG)
 # Provider calls in flight at once per drain (a batch's rows hold at most one row per chat, so this never
 # reorders a chat).
 OUTBOX_SEND_CONCURRENCY = int(os.environ.get("OUTBOX_SEND_CONCURRENCY", "8"))

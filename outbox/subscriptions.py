@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -71,7 +75,50 @@ def _validated_url(url: str) -> str:
     url = (url or "").strip()
     if not url.lower().startswith(("https://", "http://")):
         raise SubscriptionError("The URL must start with https:// (or http://).", field="url")
+    blocked = subscription_url_blocked(url, resolve=False)
+    if blocked:
+        raise SubscriptionError(blocked, field="url")
     return url
+
+
+def _blocked_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def subscription_url_blocked(url: str, *, resolve: bool = True) -> str:
+    """Why events may not be sent to ``url`` ('' if they may): its host is, or resolves to, a private,
+    loopback, link-local or otherwise non-public address (unless ``SUBSCRIPTIONS_ALLOW_PRIVATE_URLS``).
+
+    At creation only a literal address is judged (``resolve=False``: a name may not resolve yet); every
+    delivery resolves the name again, so a name pointed at an internal address later is refused then.
+    """
+    if settings.SUBSCRIPTIONS_ALLOW_PRIVATE_URLS:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host:
+        return "The URL has no host."
+    refused = "The URL points at a private or local address; events only go to public addresses."
+    try:
+        return refused if _blocked_address(host) else ""
+    except ValueError:
+        pass  # a name, not an address
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return refused
+    if not resolve:
+        return ""
+    try:
+        infos = socket.getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
+    except (OSError, UnicodeError):
+        return ""  # unresolvable: the delivery fails on its own as a connection error, and is retried
+    if any(_blocked_address(str(info[4][0])) for info in infos):
+        return refused
+    return ""
 
 
 def _validated_event_types(event_types: Any) -> list[str]:
@@ -331,6 +378,9 @@ def subscription_delivery_send(outbox_row: OutboxMessage) -> SendResult:
             kind=FailureKind.PERMANENT,
             code="secret",
         ) from None
+    blocked = subscription_url_blocked(subscription.url)
+    if blocked:
+        raise TransportError(blocked, kind=FailureKind.PERMANENT, code="address_refused")
     body = delivery_body(payload)
     headers = {
         "Content-Type": "application/json",

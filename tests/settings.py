@@ -26,6 +26,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # Tests drive the outbox drain themselves (no background drainer thread racing them); tests of the kick
 # turn it on explicitly.
 OUTBOX_AUTO_DRAIN = False
+# Tests' webhook receivers listen on loopback; the screening itself is tested with this turned off.
+SUBSCRIPTIONS_ALLOW_PRIVATE_URLS = True
 if REDIS_URL:
     # Each xdist worker gets its own channel-layer prefix so parallel tests don't hear each other.
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")  # noqa: F405

@@ -167,3 +167,23 @@ def test_a_delivery_for_a_deleted_subscription_fails_for_good(team):
     row.refresh_from_db()
     assert row.status == OutboxMessage.Status.FAILED
     assert row.last_error_code == "subscription_gone"
+
+
+def test_a_name_that_resolves_to_a_private_address_is_not_called(team, settings, monkeypatch):
+    issued = subscription_create(
+        workspace=team.workspace_a, url="https://crm.example.com/hook", event_types=["message.created"]
+    )
+    (row,) = subscription_events_emit(
+        workspace=team.workspace_a, event_type="message.created", data={"id": 1}, channel=team.channel_a
+    )
+    settings.SUBSCRIPTIONS_ALLOW_PRIVATE_URLS = False
+    # The DNS answer is the outside world: it now points the name inside our network.
+    monkeypatch.setattr(
+        "outbox.subscriptions.socket.getaddrinfo",
+        lambda host, port, **kw: [(2, 1, 6, "", ("10.0.0.5", port))],
+    )
+    monkeypatch.setattr("outbox.subscriptions.requests.post", lambda *a, **kw: pytest.fail("called"))
+    with pytest.raises(TransportError) as refused:
+        subscription_delivery_send(row)
+    assert refused.value.kind == FailureKind.PERMANENT and refused.value.code == "address_refused"
+    assert issued.subscription.url == "https://crm.example.com/hook"

@@ -148,3 +148,31 @@ def test_each_delivery_gets_its_own_event_id(team):
         )
     first, second = deliveries()
     assert first.payload["event_id"] != second.payload["event_id"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_a_url_at_a_private_or_local_address_is_refused(alice_api, settings, url):
+    settings.SUBSCRIPTIONS_ALLOW_PRIVATE_URLS = False
+    error = assert_error(
+        alice_api.post("/subscriptions/", {"url": url, "event_types": ["message.created"]}), 400
+    )
+    assert "private or local address" in error["fields"]["url"][0]
+
+
+def test_public_addresses_and_names_are_accepted(alice_api, settings):
+    settings.SUBSCRIPTIONS_ALLOW_PRIVATE_URLS = False
+    for url in ("https://93.184.216.34/hook", NEW["url"]):
+        response = alice_api.post("/subscriptions/", {"url": url, "event_types": ["message.created"]})
+        assert response.status_code == 201, response.content

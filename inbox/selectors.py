@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -86,10 +86,12 @@ def _chats_matching(*, workspace: Any, user: Any, filters: ChatFilters) -> Query
     if filters.q:
         q = filters.q
         digits = "".join(ch for ch in q if ch.isdigit())
-        in_text = Exists(
-            Message.objects.filter(chat=OuterRef("pk"), text__icontains=q, deleted_at__isnull=True)
-        )
-        match = Q(contact_name__icontains=q) | Q(in_text)
+        # The chats with a matching message, found once through the message text's trigram index (a
+        # per-chat EXISTS under this OR could not use it: 650 ms at a million messages).
+        in_text = Message.objects.filter(
+            channel__workspace=workspace, text__icontains=q, deleted_at__isnull=True
+        ).values("chat_id")
+        match = Q(contact_name__icontains=q) | Q(pk__in=in_text)
         if digits:
             match = match | Q(contact_phone__contains=digits) | Q(wa_chat_id__contains=digits)
         qs = qs.filter(match)

@@ -33,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import lab  # noqa: E402  (needs the project on the path)
+
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wa_bench_ingest")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "x" * 40)
@@ -45,21 +48,6 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
 SECRET = "bench-webhook-secret-" + secrets.token_hex(8)
 CHATS = 200
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def body_for(n: int, run: str) -> bytes:
@@ -190,19 +178,6 @@ def raw_psycopg(url: str, channel_id: str, bodies: list[bytes], clients: int) ->
 # ---------------------------------------------------------------- main
 
 
-def wait_http(port: int, timeout: float = 30.0) -> None:
-    import socket
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"the server did not start on port {port}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=5000)
@@ -213,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = os.environ["DATABASE_URL"]
-    ensure_database(url)
+    lab.ensure_database(url)
     env = dict(os.environ)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
@@ -285,7 +260,7 @@ def main() -> None:
         env=env,
     )
     try:
-        wait_http(args.port)
+        lab.wait_port(args.port)
         # Warm-up: connections, token key derivation, worker start.
         asyncio.run(http_load(args.port, path, [body_for(n, run + "w") for n in range(200)], 8))
         time.sleep(2)
@@ -334,16 +309,16 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "app_acked_per_s": round(app_rate, 1),
         "app_ack_p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "app_ack_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "app_ack_p99_ms": round(lab.pct(latencies, 99) * 1000, 2),
         "answers": codes,
         "processed": processed,
         "processing_lag_after_last_ack_s": round(max(0.0, all_done_at - acked_at), 2),
         "per_event_lag_p50_s": round(statistics.median(lags), 3) if lags else None,
-        "per_event_lag_p99_s": round(percentile(lags, 0.99), 3) if lags else None,
+        "per_event_lag_p99_s": round(lab.pct(lags, 99), 3) if lags else None,
         "processed_per_s": round(processed / max(1e-9, (all_done_at - acked_at) + elapsed), 1),
         "raw_psycopg_per_s": round(raw_rate, 1),
         "raw_p50_ms": round(statistics.median(raw_latencies) * 1000, 2),
-        "raw_p99_ms": round(percentile(raw_latencies, 0.99) * 1000, 2),
+        "raw_p99_ms": round(lab.pct(raw_latencies, 99) * 1000, 2),
         "ratio_app_to_raw": round(app_rate / raw_rate, 3),
     }
     if other:

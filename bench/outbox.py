@@ -29,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import lab  # noqa: E402  (needs the project on the path)
+
 
 def configure_environment() -> None:
     """Run as a script (not when imported by bench/run_all.py, which sets its own environment)."""
@@ -60,25 +62,10 @@ RAW_ACK = (
 )
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def setup_django() -> None:
     import django
 
     django.setup()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # ---------------------------------------------------------------- workers (run as subprocesses)
@@ -208,8 +195,6 @@ def fixtures(fake_url: str, chats: int) -> tuple[Any, list[Any]]:
 
 def queue_messages(channel: Any, chats: list[Any], count: int, prefix: str) -> None:
     """Bulk-queue rows exactly as message_send writes them (the enqueue cost is not what is measured)."""
-    from bench import lab
-
     lab.queue_messages(channel, chats, count, prefix)
 
 
@@ -330,7 +315,7 @@ def main() -> None:
         raw_worker(int(args.batch), args.same_claim)
         return
 
-    ensure_database(os.environ["DATABASE_URL"])
+    lab.ensure_database(os.environ["DATABASE_URL"])
     setup_django()
     from django.core.management import call_command
 
@@ -339,11 +324,7 @@ def main() -> None:
 
     OutboxMessage.objects.all().delete()
 
-    import socket
-
-    with socket.socket() as probe:  # a free port: other benchmarks or tests may hold a fixed one
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = lab.free_port()  # other benchmarks or tests may hold a fixed one
     fake = subprocess.Popen(
         [sys.executable, "-m", "channels_app.providers.fake_server", "--port", str(port)],
         cwd=ROOT,
@@ -413,13 +394,13 @@ def main() -> None:
         return
     result |= {
         "latency_kick_ms": {
-            "p50": round(percentile(kick, 0.5) * 1000, 1),
-            "p99": round(percentile(kick, 0.99) * 1000, 1),
+            "p50": round(lab.pct(kick, 50) * 1000, 1),
+            "p99": round(lab.pct(kick, 99) * 1000, 1),
             "mean": round(statistics.mean(kick) * 1000, 1),
         },
         "latency_beat_only_ms": {
-            "p50": round(percentile(beat, 0.5) * 1000, 1),
-            "p99": round(percentile(beat, 0.99) * 1000, 1),
+            "p50": round(lab.pct(beat, 50) * 1000, 1),
+            "p99": round(lab.pct(beat, 99) * 1000, 1),
             "mean": round(statistics.mean(beat) * 1000, 1),
         },
     }

@@ -36,6 +36,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import lab  # noqa: E402  (needs the project on the path)
+
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wa_bench_realtime")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/2")
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "x" * 40)
@@ -49,36 +52,13 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 SECRET = "bench-webhook-secret-" + secrets.token_hex(8)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-PORT = _free_port()
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+PORT = lab.free_port()
 
 
 def summary(values: list[float]) -> dict[str, float]:
     return {
-        "p50_ms": round(pct(values, 50) * 1000, 1),
-        "p95_ms": round(pct(values, 95) * 1000, 1),
+        "p50_ms": round(lab.pct(values, 50) * 1000, 1),
+        "p95_ms": round(lab.pct(values, 95) * 1000, 1),
         "mean_ms": round(statistics.mean(values) * 1000, 1),
         "n": len(values),
     }
@@ -343,7 +323,7 @@ def main() -> None:
     parser.add_argument("--skip-chat-list", action="store_true")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"])
+    lab.ensure_database(os.environ["DATABASE_URL"])
     env = dict(os.environ)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True

@@ -226,6 +226,9 @@ WEBHOOK_MAX_BODY_BYTES = 3 * 1024 * 1024
 # Webhook stores in flight at once per web process (webhooks.asgi: each is one thread, one database
 # connection and one commit for all the POSTs that were waiting).
 WEBHOOK_INGEST_THREADS = int(os.environ.get("WEBHOOK_INGEST_THREADS", "4"))
+# Stored webhook events per processing claim. Plain customer messages in one claim are applied in one
+# transaction, so larger claims process faster; each holds its chats' row locks until it commits.
+WEBHOOK_DRAIN_BATCH_SIZE = int(os.environ.get("WEBHOOK_DRAIN_BATCH_SIZE", "100"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024
 
 HTTPS = env_bool("HTTPS", not DEBUG)

@@ -44,6 +44,31 @@ def _record_pushed(message_id: int) -> None:
         )
 
 
+def push_messages_created(messages: list[Message], chats: list[Chat]) -> None:
+    """``push_message_created`` for a batch: each message's bubble, then one ``chat.updated`` per chat
+    (with its state after the whole batch) and one insert for all the ``pushed`` timeline rows."""
+    for message in messages:
+        send_event_on_commit(
+            chat_group(message.chat_id),
+            {"type": "message.created", "message_id": message.pk, "chat_id": message.chat_id},
+        )
+        _emit_to_subscribers(message.channel.workspace_id, "message.created", message=message)
+    message_ids = [message.pk for message in messages]
+    transaction.on_commit(lambda: _record_pushed_many(message_ids))
+    for chat in chats:
+        push_chat_updated(chat)
+
+
+def _record_pushed_many(message_ids: list[int]) -> None:
+    # Rows merged away (an echo) between the commit and now are skipped by the join.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO inbox_messageevent (message_id, kind, detail, occurred_at) "
+            "SELECT m.id, %s, '{}', %s FROM inbox_message m WHERE m.id = ANY(%s)",
+            [MessageEvent.Kind.PUSHED, timezone.now(), message_ids],
+        )
+
+
 def push_message_removed(*, message_id: int, chat_id: int) -> None:
     """A message row that no longer exists (an echo merged into the message we sent): drop its bubble."""
     send_event_on_commit(

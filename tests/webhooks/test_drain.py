@@ -7,10 +7,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from inbox.models import Chat, Message
+from inbox.models import Chat, DeferredStatus, Message
 from tests.threads import run_together
 from webhooks import tasks
 from webhooks.models import WebhookEvent
@@ -132,9 +133,6 @@ def test_storing_events_outside_eager_mode_kicks_one_coalesced_drain(whapi_chann
 
 @pytest.mark.django_db
 def test_a_drain_batch_looks_up_its_workspaces_subscriptions_once(whapi_channel):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     for n in range(5):
         _pending(whapi_channel, _body(10 + n, range(2)))
     with CaptureQueriesContext(connection) as queries:
@@ -142,3 +140,115 @@ def test_a_drain_batch_looks_up_its_workspaces_subscriptions_once(whapi_channel)
     assert report.processed == 5
     lookups = [q["sql"] for q in queries.captured_queries if "outbox_eventsubscription" in q["sql"]]
     assert len(lookups) == 1  # not one per event (each event's own apply opens a nested sharing scope)
+
+
+def _edit(chat: int, i: int, text: str) -> bytes:
+    target = f"drain-{chat}-{i:04d}-abcd"
+    message = {
+        "from_me": False,
+        "chat_id": f"49170000{chat:04d}@s.whatsapp.net",
+        "from": f"49170000{chat:04d}",
+        "id": target,
+        "type": "text",
+        "timestamp": 1713000000 + i,
+    }
+    return json.dumps(
+        {
+            "messages_updates": [
+                {
+                    "id": target,
+                    "trigger": {
+                        **message,
+                        "id": f"edit-{target}",
+                        "type": "action",
+                        "timestamp": 1713009999,
+                        "action": {"type": "edited", "target": target},
+                    },
+                    "before_update": {**message, "text": {"body": f"message {i}"}},
+                    "after_update": {**message, "text": {"body": text}},
+                    "changes": ["text"],
+                }
+            ],
+            "event": {"type": "messages", "method": "patch"},
+            "channel_id": "MANTIS-M72HC",
+        }
+    ).encode()
+
+
+def _status_for_unknown_id() -> bytes:
+    return json.dumps(
+        {
+            "statuses": [{"id": "not-ours-yet", "status": "delivered", "timestamp": "1713000100"}],
+            "event": {"type": "statuses", "event": "post"},
+            "channel_id": "MANTIS-M72HC",
+        }
+    ).encode()
+
+
+@pytest.mark.django_db
+def test_a_drain_applies_plain_messages_together_and_the_rest_one_by_one_in_order(whapi_channel):
+    plain = [_pending(whapi_channel, _body(n % 3, range(n, n + 1))) for n in range(30)]
+    edit = _pending(whapi_channel, _edit(1, 4, "edited after its message, in the same batch"))
+    status = _pending(whapi_channel, _status_for_unknown_id())
+    broken = _pending(whapi_channel, b"{not json")
+    with CaptureQueriesContext(connection) as queries:
+        report = webhook_events_drain(batch_size=50)
+
+    assert (report.processed, report.dead) == (32, 1)
+    assert WebhookEvent.objects.get(pk=broken.pk).status == "dead"
+    assert set(
+        WebhookEvent.objects.filter(pk__in=[e.pk for e in [*plain, edit, status]]).values_list(
+            "status", flat=True
+        )
+    ) == {"processed"}
+    assert Message.objects.filter(channel=whapi_channel, wa_message_id__startswith="drain-").count() == 30
+    # The edit was claimed with its message and applied after it, as in claim order.
+    assert (
+        Message.objects.get(wa_message_id="drain-1-0004-abcd").text
+        == "edited after its message, in the same batch"
+    )
+    assert DeferredStatus.objects.filter(channel=whapi_channel, wa_message_id="not-ours-yet").exists()
+    chats = Chat.objects.filter(channel=whapi_channel, wa_chat_id__startswith="49170000")
+    assert sorted(chats.values_list("unread_count", flat=True)) == [10, 10, 10]
+    # Thirty deliveries one by one take about ten statements each; together they take a handful.
+    inserts = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "inbox_message"')
+    ]
+    assert len(inserts) == 1
+    assert len(queries.captured_queries) < 60
+
+
+@pytest.mark.django_db
+def test_when_applying_together_fails_each_delivery_is_applied_on_its_own(whapi_channel, monkeypatch):
+    from webhooks import processor
+
+    real_apply = processor.inbound_messages_apply_batch
+    calls = []
+
+    def apply_then_fail(**kwargs):
+        calls.append(len(kwargs["received"]))
+        real_apply(**kwargs)
+        raise RuntimeError("the database went away half-way")
+
+    monkeypatch.setattr(processor, "inbound_messages_apply_batch", apply_then_fail)
+    # The second delivery repeats two of the first's messages.
+    events = [_pending(whapi_channel, _body(1, range(n * 3, n * 3 + 5))) for n in range(4)]
+    report = webhook_events_drain(batch_size=50)
+
+    assert calls == [20]
+    assert report.processed == 4
+    assert set(
+        WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).values_list("status", "attempts")
+    ) == {("processed", 1)}
+    expected = {f"drain-1-{i:04d}-abcd" for i in range(14)}
+    assert (
+        set(
+            Message.objects.filter(channel=whapi_channel, wa_message_id__startswith="drain-").values_list(
+                "wa_message_id", flat=True
+            )
+        )
+        == expected
+    )
+    assert (
+        Chat.objects.get(channel=whapi_channel, wa_chat_id="491700000001@s.whatsapp.net").unread_count == 14
+    )

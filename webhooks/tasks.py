@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -35,6 +37,8 @@ def webhook_event_process(event_id: int) -> str:
 
 @shared_task(name="webhooks.tasks.webhook_events_drain", ignore_result=True)
 def webhook_events_drain_task() -> dict[str, int]:
+    # First, before claiming: a kick skipped because this task was queued relies on the claims below.
+    DrainQueuedSlot.release()
     report = webhook_events_drain(time_budget=DRAIN_TIME_BUDGET)
     return {"claimed": report.claimed, "processed": report.processed, "failed": report.failed}
 
@@ -48,10 +52,67 @@ def webhook_events_requeue_due() -> dict[str, int]:
     return {"recovered": recovered, "queued": len(due)}
 
 
+DRAIN_TASK_EXPIRES = 60
+
+
+class DrainQueuedSlot:
+    """At most one drain task waiting in the queue, whatever the number of kicks.
+
+    A kick that finds a drain task queued and not yet started publishes nothing: that task will claim
+    after the kick's events committed, so it takes them. The slot is a Redis key shared by all processes:
+    set when a task is published (``SET NX``), deleted by the task as it starts, before it claims. Without
+    it every web process published up to fifty drain tasks a second, and once processing kept up, the
+    workers spent more on those tasks than on the events (docs/performance.md, session 3). A slot whose
+    task was lost expires with the task; the beat sweep picks up what it would have drained.
+    """
+
+    KEY = "webhooks:drain:queued"
+
+    @classmethod
+    def shared(cls) -> bool:
+        # Without Redis the cache is per process; in eager mode a "queued" task runs inline at once.
+        return bool(getattr(settings, "REDIS_URL", "")) and not getattr(
+            settings, "CELERY_TASK_ALWAYS_EAGER", False
+        )
+
+    @classmethod
+    def take(cls) -> bool:
+        if not cls.shared():
+            return True
+        try:
+            return bool(_redis().set(cls.KEY, 1, nx=True, ex=DRAIN_TASK_EXPIRES))
+        except Exception:
+            return True  # Redis is unreachable: publish anyway (and let the broker error be logged)
+
+    @classmethod
+    def release(cls) -> None:
+        if not cls.shared():
+            return
+        try:
+            _redis().delete(cls.KEY)
+        except Exception:
+            logger.warning("could not clear the queued-drain slot; it expires by itself", exc_info=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _redis_client(url: str, pid: int) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+
+def _redis() -> Any:
+    """One client (and connection pool) per process: a forked child makes its own."""
+    return _redis_client(settings.REDIS_URL, os.getpid())
+
+
 def _publish_drain() -> None:
+    if not DrainQueuedSlot.take():
+        return  # a drain task is queued and has not claimed yet: it will take these events too
     try:
-        webhook_events_drain_task.apply_async(expires=60)
+        webhook_events_drain_task.apply_async(expires=DRAIN_TASK_EXPIRES)
     except Exception:
+        DrainQueuedSlot.release()
         # The events are committed; the next kick or the beat sweep will drain them.
         logger.warning("could not kick a webhook drain; the sweep will retry", exc_info=True)
 

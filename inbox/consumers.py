@@ -173,6 +173,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
                 html += await database_sync_to_async(self._render_composer)(chat)
         await self.send(text_data=html)
 
+    async def chats_updated(self, event: dict[str, Any]) -> None:
+        for chat_id in event["chat_ids"]:
+            await self.chat_updated({"chat_id": chat_id})
+
     async def message_created(self, event: dict[str, Any]) -> None:
         await self._send_bubble(event)
 

@@ -1,7 +1,8 @@
 """What the inbox pushes to browsers, after commit. Consumers (inbox/consumers.py) render the fragments.
 
 Event contract (Channels maps ``type`` "a.b" to the consumer method ``a_b``):
-- workspace group ``ws.<workspace id>``: ``chat.updated`` {chat_id}, ``channel.status`` {channel_id, status}
+- workspace group ``ws.<workspace id>``: ``chat.updated`` {chat_id}, ``chats.updated`` {chat_ids} (one
+  push for the chats a batch of webhooks touched), ``channel.status`` {channel_id, status}
 - chat group ``chat.<chat id>``: ``message.created`` / ``message.updated`` / ``message.removed``
   {message_id, chat_id}
 """
@@ -45,8 +46,8 @@ def _record_pushed(message_id: int) -> None:
 
 
 def push_messages_created(messages: list[Message], chats: list[Chat]) -> None:
-    """``push_message_created`` for a batch: each message's bubble, then one ``chat.updated`` per chat
-    (with its state after the whole batch) and one insert for all the ``pushed`` timeline rows."""
+    """``push_message_created`` for a batch: each message's bubble, one ``chats.updated`` for the chats
+    (in their state after the whole batch) and one insert for all the ``pushed`` timeline rows."""
     for message in messages:
         send_event_on_commit(
             chat_group(message.chat_id),
@@ -55,8 +56,17 @@ def push_messages_created(messages: list[Message], chats: list[Chat]) -> None:
         _emit_to_subscribers(message.channel.workspace_id, "message.created", message=message)
     message_ids = [message.pk for message in messages]
     transaction.on_commit(lambda: _record_pushed_many(message_ids))
+    push_chats_updated(chats)
+
+
+def push_chats_updated(chats: list[Chat]) -> None:
+    """``push_chat_updated`` for many chats: one push per workspace (a push costs Redis round trips)."""
+    by_workspace: dict[object, list[int]] = {}
     for chat in chats:
-        push_chat_updated(chat)
+        by_workspace.setdefault(chat.workspace_id, []).append(chat.pk)
+        _emit_to_subscribers(chat.workspace_id, "chat.updated", chat=chat)
+    for workspace_id, chat_ids in by_workspace.items():
+        send_event_on_commit(workspace_group(workspace_id), {"type": "chats.updated", "chat_ids": chat_ids})
 
 
 def _record_pushed_many(message_ids: list[int]) -> None:

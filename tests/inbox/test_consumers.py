@@ -204,6 +204,43 @@ def test_a_new_message_pushes_its_bubble_to_the_open_chat(team: Team) -> None:
     run(scenario)
 
 
+def test_a_batch_of_webhook_messages_pushes_each_bubble_and_every_touched_chat_row(team: Team) -> None:
+    from datetime import UTC, datetime
+
+    from channels_app.providers.base import InboundMessage
+    from inbox.services.receive_batch import ReceivedMessage, inbound_messages_apply_batch
+
+    cookie = session_cookie(team.alice)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def customer(wa_id: str, wa_chat_id: str) -> ReceivedMessage:
+        message = InboundMessage(
+            wa_message_id=wa_id, wa_chat_id=wa_chat_id, from_me=False, type="text", timestamp=at, text=wa_id
+        )
+        return ReceivedMessage(message, at)
+
+    async def scenario() -> None:
+        socket = await connected(cookie)
+        await open_chat(socket, team.chat_a.pk)
+        await db(inbound_messages_apply_batch)(
+            channel=team.channel_a,
+            received=[
+                customer("batch.1", team.chat_a.wa_chat_id),
+                customer("batch.2", "4915559999@s.whatsapp.net"),
+            ],
+        )
+        new_chat = await db(Chat.objects.get)(channel=team.channel_a, wa_chat_id="4915559999@s.whatsapp.net")
+        frames = [await socket.receive_from(timeout=TIMEOUT) for _ in range(3)]
+        assert await socket.receive_nothing(timeout=0.3)
+        assert sum("batch.1" in f and "data-message-id" in f for f in frames) == 1  # the open chat's bubble
+        rows = [f for f in frames if "chat-row" in f]
+        assert any(f'data-chat-id="{team.chat_a.pk}"' in f for f in rows)
+        assert any(f'data-chat-id="{new_chat.pk}"' in f for f in rows)
+        await socket.disconnect()
+
+    run(scenario)
+
+
 def test_a_removed_message_deletes_its_bubble_from_the_open_chat(team: Team) -> None:
     from inbox.realtime import push_message_removed
 

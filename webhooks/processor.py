@@ -134,9 +134,12 @@ def webhook_events_claim_batch(*, limit: int = 50, now: datetime | None = None) 
             )
     if not ids:
         return []
-    return list(
-        WebhookEvent.objects.filter(id__in=ids).select_related("channel").order_by("next_attempt_at", "id")
-    )
+    events = list(WebhookEvent.objects.filter(id__in=ids).order_by("next_attempt_at", "id"))
+    # One Channel per number in the batch, not one per event (select_related built one per row).
+    channels = Channel.objects.in_bulk({event.channel_id for event in events if event.channel_id})
+    for event in events:
+        event.channel = channels.get(event.channel_id) if event.channel_id else None
+    return events
 
 
 @dataclass

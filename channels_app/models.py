@@ -47,6 +47,9 @@ class Channel(models.Model):
         null=True, blank=True, help_text="Messages per second; empty uses the provider default."
     )
     paused_until = models.DateTimeField(null=True, blank=True)
+    # The outbox does not claim this number's rate-limited rows before this moment: its send slots are
+    # reserved that far ahead already (outbox.dispatch). One row to update instead of its whole backlog.
+    pacing_hold_until = models.DateTimeField(null=True, blank=True)
     last_inbound_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

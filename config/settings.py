@@ -185,8 +185,15 @@ SUBSCRIPTIONS_ALLOW_PRIVATE_URLS = env_bool("SUBSCRIPTIONS_ALLOW_PRIVATE_URLS", 
 # Provider calls in flight at once per drain (a batch's rows hold at most one row per chat, so this never
 # reorders a chat).
 OUTBOX_SEND_CONCURRENCY = int(os.environ.get("OUTBOX_SEND_CONCURRENCY", "8"))
+# Outbox pacing (outbox.dispatch, outbox.ratelimit): a number's sends are given slots 1/rate apart, reserved
+# up to OUTBOX_PACE_HORIZON seconds ahead (rows wait in the drain for their slot; kept under a quarter of
+# the lease), at OUTBOX_PACE_FRACTION of its limit. Not 1.0: slots at exactly the limit arrive with a few
+# milliseconds of jitter, and F2 read up to 1.003 of the limit in 8 s windows; 0.99 leaves the provider
+# six messages of slack per 8 s at 80/s.
+OUTBOX_PACE_HORIZON = float(os.environ.get("OUTBOX_PACE_HORIZON", "1.0"))
+OUTBOX_PACE_FRACTION = float(os.environ.get("OUTBOX_PACE_FRACTION", "0.99"))
 # Rows per claim. Larger claims send faster in bulk (F1 measured 200 best on two cores); smaller ones put
-# back fewer rows when a number runs out of send tokens.
+# back fewer rows when a number's send slots are taken a pacing horizon ahead.
 OUTBOX_BATCH_SIZE = int(os.environ.get("OUTBOX_BATCH_SIZE", "50"))
 # Sandbox numbers: simulated "delivered" and "read" this many seconds after a send.
 SANDBOX_DELIVERED_AFTER = 1.0

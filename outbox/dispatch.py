@@ -1,4 +1,5 @@
-"""What a claimed row turns into on the wire, by ``message_type``, and the loop that sends a batch.
+"""What a claimed row turns into on the wire, by ``message_type``, and the sender that paces and sends
+claimed batches (``BatchSender``: each number's rows at its reserved send slots, ``outbox.ratelimit``).
 
 ``SENDERS`` maps a row's ``message_type`` to its sender, which returns a ``SendResult`` (or the call that
 will produce one) or raises ``TransportError``. Chat messages (``"message"``) go through the number's
@@ -8,15 +9,20 @@ entry here and reuses the claim, retry, lease and ordering machinery unchanged.
 
 from __future__ import annotations
 
+import functools
+import heapq
+import itertools
 import logging
+import math
 import mimetypes
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils import timezone
@@ -26,10 +32,13 @@ from channels_app.providers.base import FailureKind, OutgoingMessage, SendResult
 from channels_app.providers.registry import transport_for
 from config.metrics import SEND_ATTEMPTS, SEND_LATENCY
 from outbox.models import OutboxMessage
-from outbox.ratelimit import token_bucket
+from outbox.ratelimit import RateLimiter, rate_limiter
 from outbox.services import (
+    DEFAULT_RETRY_AFTER,
+    RATE_LIMITED_TYPES,
     DrainReport,
-    outbox_defer_channel,
+    lease_seconds,
+    outbox_pacing_hold,
     outbox_record_failure,
     outbox_record_successes,
     outbox_release,
@@ -37,6 +46,7 @@ from outbox.services import (
 from outbox.subscriptions import EVENT_DELIVERY, event_delivery_sender
 
 logger = logging.getLogger(__name__)
+
 
 MESSAGE = "message"
 
@@ -104,15 +114,38 @@ def send_chat_message(row: OutboxMessage, context: SendContext) -> Callable[[], 
 Sender = Callable[[OutboxMessage, "SendContext"], "SendResult | Callable[[], SendResult]"]
 SENDERS: dict[str, Sender] = {
     MESSAGE: send_chat_message,
-    # Integrators' signed webhooks (outbox/subscriptions.py); not in RATE_LIMITED_TYPES below.
+    # Integrators' signed webhooks (outbox/subscriptions.py); not in RATE_LIMITED_TYPES (outbox.services).
     EVENT_DELIVERY: event_delivery_sender,
 }
 
-# Rows of these types spend their number's send rate (WhatsApp messages do; integrators' webhooks won't).
-RATE_LIMITED_TYPES = {MESSAGE}
+
+# How far ahead a number's sends may be reserved, in seconds (``OUTBOX_PACE_HORIZON``). One claim then
+# carries up to horizon·rate rows of a number, each held until its slot. It has to cover the time between
+# two claims that reach a number's rows, and a claim (oldest first) reaches the newest rows last: at 0.5 s
+# F2's 20/s number, whose rows are the newest of each second, ran dry often enough to fall to 0.86-0.93 of
+# its limit in some runs. Well inside the lease either way (held rows are ``sending``).
+DEFAULT_PACE_HORIZON = 1.0
+DEFAULT_PACE_FRACTION = 0.99
+
+# A number whose slots are taken a whole horizon ahead gets its rows back when half of it is left: the
+# claim that takes them then finds half a horizon of free slots (a chunk of rows, not one), and the half
+# still reserved covers the time until some drain claims them (drains poll every IDLE_POLL_SECONDS).
+REFILL_FRACTION = 0.5
+
+
+def pace_horizon() -> float:
+    # A held row must never outlive its lease, or another drain would send it too.
+    horizon = float(getattr(settings, "OUTBOX_PACE_HORIZON", DEFAULT_PACE_HORIZON))
+    return max(0.0, min(horizon, lease_seconds() / 4))
+
+
+def pace_fraction() -> float:
+    """The share of a number's limit it is paced at (``OUTBOX_PACE_FRACTION``; why not 1.0: settings)."""
+    return float(getattr(settings, "OUTBOX_PACE_FRACTION", DEFAULT_PACE_FRACTION))
 
 
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_schedulers: dict[tuple[int, int], SendScheduler] = {}
 _pools_lock = threading.Lock()
 
 
@@ -127,95 +160,296 @@ def _send_pool(size: int) -> ThreadPoolExecutor:
         return pool
 
 
-class BatchSender:
-    """Sends one claimed batch: gate each row on its number's bucket, make the calls (concurrently: a
-    batch holds at most one row per chat, so this cannot reorder a chat), then record the results."""
+def send_scheduler(size: int) -> SendScheduler:
+    """The process's scheduler in front of its send pool of ``size`` threads (fork-aware, like the pool)."""
+    pool = _send_pool(size)
+    key = (os.getpid(), size)
+    with _pools_lock:
+        scheduler = _schedulers.get(key)
+        if scheduler is None:
+            scheduler = _schedulers[key] = SendScheduler(pool)
+        return scheduler
 
-    def __init__(self, *, now: datetime | None = None) -> None:
+
+class Scheduler(Protocol):
+    def submit_at(self, moment: float, call: Callable[[], Any]) -> Future[Any]: ...
+
+
+class SendScheduler:
+    """Hands calls to the send pool at given moments (``time.monotonic``), earliest first.
+
+    One thread per process sleeps until the next moment; the pool's threads only make calls. (Held rows
+    wait up to a pacing horizon for their slot: sleeping in pool threads would tie them up meanwhile, and
+    one pool serves every number's sends.)
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+        self._queue: list[tuple[float, int, Callable[[], Any], Future[Any]]] = []
+        self._order = itertools.count()  # ties keep submission order; calls are never compared
+        self._changed = threading.Condition()
+        threading.Thread(target=self._run, name="outbox-send-scheduler", daemon=True).start()
+
+    def submit_at(self, moment: float, call: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._changed:
+            heapq.heappush(self._queue, (moment, next(self._order), call, future))
+            self._changed.notify()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue:
+                    self._changed.wait()
+                wait = self._queue[0][0] - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)  # or until an earlier call is submitted
+                    continue
+                _, _, call, future = heapq.heappop(self._queue)
+            self._pool.submit(_run_into, call, future)
+
+
+def _run_into(call: Callable[[], Any], future: Future[Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(call())
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a call came back with, and when. ``outcome`` None: not sent (a held row whose number was rate
+    limited by the provider before its slot came); it goes back to the queue."""
+
+    outcome: SendResult | TransportError | None
+    answered_at: datetime
+
+
+@dataclass(eq=False)
+class InFlight:
+    row: OutboxMessage
+    moment: float  # when the call is (or was) due, on the sender's clock
+    answer: Future[Answer]
+    batch: SentBatch
+
+
+@dataclass(eq=False)
+class SentBatch:
+    """What is left to record of one claimed batch, so its numbers' ``last_sent_at`` is written once."""
+
+    left: int = 0
+    sent_channel_ids: set[Any] = field(default_factory=set)
+
+
+class BatchSender:
+    """Sends claimed batches, paced per number, and records the results; one per drain.
+
+    1. ``start``: each row of a rate-limited number gets a send slot (``outbox.ratelimit``, reserved up
+       to ``pace_horizon()`` ahead, at most one message per 1/rate); rows past the horizon go back, and
+       the number's rows are not claimed again until half the horizon is left (``outbox_pacing_hold``).
+       The rest are prepared (database work, here) and handed to the scheduler, which makes each call
+       in the send pool at its slot. A batch holds at most one row per chat, so concurrent calls cannot
+       reorder a chat, and the next row of a chat is claimable only once this one is recorded.
+    2. ``record_finished``: the calls that are done are recorded (successes in one transaction).
+    3. ``finish``: wait for every call in flight and record it.
+
+    The drain claims its next batch without waiting for this one's slots (``outbox_drain``), so one drain
+    keeps every number's slots filled. A provider 429 stops the held rows of that number (this sender's at
+    once, other drains' at their next ``stop_paused_numbers``): they go back unsent, and the pause keeps
+    the number from being claimed until its Retry-After.
+    """
+
+    def __init__(
+        self,
+        *,
+        now: datetime | None = None,
+        limiter: RateLimiter | None = None,
+        scheduler: Scheduler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.now = now
-        self.context = SendContext()
-        self.bucket = token_bucket()
-        self.concurrency = int(getattr(settings, "OUTBOX_SEND_CONCURRENCY", 8))
+        self.limiter = limiter or rate_limiter()
+        self.concurrency = max(1, int(getattr(settings, "OUTBOX_SEND_CONCURRENCY", 8)))
+        self.scheduler = scheduler or send_scheduler(self.concurrency)
+        self.clock = clock
+        self.in_flight: list[InFlight] = []
+        # Numbers paused by the provider (429), until when on ``clock``: their held rows are not sent.
+        # Written by the pool's threads and by ``stop_paused_numbers``, read before each call.
+        self.paused_numbers: dict[Any, float] = {}
 
     def _now(self) -> datetime:
         return self.now or timezone.now()
 
     def send(self, rows: list[OutboxMessage], report: DrainReport) -> None:
-        # Numbers out of tokens in this batch: their later rows go back at once, for the same wait.
-        throttled: dict[Any, datetime] = {}
-        ready: list[tuple[OutboxMessage, Callable[[], SendResult]]] = []
-        for row in rows:
-            channel_id = row.channel_id
-            if row.message_type in RATE_LIMITED_TYPES:
-                if channel_id in throttled:
-                    outbox_release(row=row, until=throttled[channel_id], now=self.now)
-                    report.deferred += 1
-                    continue
-                wait = self.bucket.take(str(channel_id), row.channel.effective_rate_limit)
-                if wait > 0:
-                    until = self._now() + timedelta(seconds=wait)
-                    throttled[channel_id] = until
-                    # The number's other due rows wait too, or the next claims would fill up with its
-                    # backlog (oldest first) and starve every other number.
-                    outbox_defer_channel(channel_id=channel_id, until=until, message_types=RATE_LIMITED_TYPES)
-                    outbox_release(row=row, until=until, now=self.now)
-                    report.deferred += 1
-                    continue
+        """One batch from start to recorded results."""
+        self.start(rows, report)
+        self.finish(report)
+
+    def start(self, rows: list[OutboxMessage], report: DrainReport) -> None:
+        context = SendContext()
+        batch = SentBatch()
+        for row, moment in self.pace(rows, report):
             try:
-                ready.append((row, self.prepare(row)))
+                send = self.prepare(row, context)
             except Exception as exc:
                 self.count(report, self.record_failure(row, self.as_transport_error(row, exc)))
+                continue
+            # Labels are read here, in the drain's thread: the call runs in the pool and must not query.
+            provider = row.channel.provider if row.channel_id else row.message_type
+            answer = self.scheduler.submit_at(moment, functools.partial(self.call, row, send, provider))
+            self.in_flight.append(InFlight(row=row, moment=moment, answer=answer, batch=batch))
+            batch.left += 1
 
-        outcomes = self.execute(ready)
-        successes: list[tuple[OutboxMessage, SendResult]] = []
-        for row, outcome in outcomes:
-            if isinstance(outcome, SendResult):
-                successes.append((row, outcome))
+    def pace(self, rows: list[OutboxMessage], report: DrainReport) -> list[tuple[OutboxMessage, float]]:
+        """Each row's send moment on ``self.clock``, in claim order: now for rows no rate governs, a reserved
+        slot for a number's rows; rows of a number past the horizon go back (and are not returned)."""
+        now = self.clock()
+        moments: dict[int, float] = {}
+        by_number: dict[Any, list[OutboxMessage]] = {}
+        for row in rows:
+            if row.message_type in RATE_LIMITED_TYPES:
+                by_number.setdefault(row.channel_id, []).append(row)
             else:
-                self.count(report, self.record_failure(row, outcome))
-        if successes:
-            recorded = outbox_record_successes(results=successes, now=self.now)
-            report.sent += recorded
-            for channel_id in {row.channel_id for row, _ in successes}:
-                # Once per batch, not per message: many drains updating one channel row would queue on its lock.
-                Channel.objects.filter(pk=channel_id).update(last_sent_at=self._now())
+                moments[row.pk] = now
+        horizon = pace_horizon()
+        for channel_id, number_rows in by_number.items():
+            rate = number_rows[0].channel.effective_rate_limit * pace_fraction()
+            reservation = self.limiter.reserve(
+                str(channel_id), rate=rate, horizon=horizon, count=len(number_rows)
+            )
+            # Read after the reservation returns, so a slot is never met early on this clock.
+            reserved_at = self.clock()
+            for row, delay in zip(number_rows, reservation.delays(), strict=False):
+                moments[row.pk] = reserved_at + delay
+            put_back = number_rows[reservation.reserved :]
+            if put_back:
+                wait = max(0.0, reservation.next_free_in - horizon * REFILL_FRACTION)
+                until = self._now() + timedelta(seconds=wait)
+                # The number's other due rows wait too (not claimed before ``until``), or the next claims
+                # would fill up with its backlog (oldest first) and starve every other number.
+                outbox_pacing_hold(channel_id=channel_id, until=until)
+                outbox_release(rows=put_back, until=until, now=self.now)
+                report.deferred += len(put_back)
+        return [(row, moments[row.pk]) for row in rows if row.pk in moments]
 
-    def prepare(self, row: OutboxMessage) -> Callable[[], SendResult]:
+    def prepare(self, row: OutboxMessage, context: SendContext) -> Callable[[], SendResult]:
         """Everything that touches the database (tokens, files, quoted ids) happens here, in this thread."""
         sender = SENDERS.get(row.message_type)
         if sender is None:
             raise TransportError(
                 f"no sender for outbox rows of type {row.message_type!r}", kind=FailureKind.PERMANENT
             )
-        prepared = sender(row, self.context)
+        prepared = sender(row, context)
         if isinstance(prepared, SendResult):
             return lambda: prepared
         return prepared
 
-    def execute(
-        self, ready: list[tuple[OutboxMessage, Callable[[], SendResult]]]
-    ) -> list[tuple[OutboxMessage, SendResult | TransportError]]:
-        # Labels are read here, in the drain's thread: the calls below may run in a pool and must not query.
-        providers = {
-            row.pk: (row.channel.provider if row.channel_id else row.message_type) for row, _ in ready
-        }
+    def call(self, row: OutboxMessage, send: Callable[[], SendResult], provider: str) -> Answer:
+        """Runs in the send pool at the row's slot: pure I/O, no queries."""
+        paced = row.message_type in RATE_LIMITED_TYPES
+        if paced and self.paused_numbers.get(row.channel_id, -math.inf) > self.clock():
+            return Answer(outcome=None, answered_at=timezone.now())
+        started = time.perf_counter()
+        try:
+            outcome: SendResult | TransportError = send()
+        except Exception as exc:
+            outcome = self.as_transport_error(row, exc)
+        answered_at = timezone.now()
+        SEND_LATENCY.labels(provider=provider).observe(time.perf_counter() - started)
+        result = "sent" if isinstance(outcome, SendResult) else str(outcome.kind)
+        SEND_ATTEMPTS.labels(provider=provider, result=result).inc()
+        if paced and isinstance(outcome, TransportError) and outcome.kind == FailureKind.RATE_LIMITED:
+            retry_after = outcome.retry_after if outcome.retry_after is not None else DEFAULT_RETRY_AFTER
+            self.paused_numbers[row.channel_id] = self.clock() + retry_after
+        return Answer(outcome=outcome, answered_at=answered_at)
 
-        def call(item: tuple[OutboxMessage, Callable[[], SendResult]]) -> tuple[OutboxMessage, Any]:
-            row, send = item
-            provider = providers[row.pk]
-            started = time.perf_counter()
+    def stop_paused_numbers(self) -> None:
+        """Rows held for a later slot whose number another drain saw paused (429) meanwhile are not sent
+        either. One query, for the numbers this sender still holds rows of; the drain calls it a few times
+        a second, so such rows stop within a fraction of a second instead of going out for a horizon."""
+        now = self.clock()
+        held = {item.row.channel_id for item in self.in_flight if item.moment > now}
+        if not held:
+            return
+        wall_now = timezone.now()
+        paused = Channel.objects.filter(pk__in=held, paused_until__gt=wall_now).values_list(
+            "pk", "paused_until"
+        )
+        for channel_id, paused_until in paused:
+            if paused_until is not None:
+                self.paused_numbers[channel_id] = now + (paused_until - wall_now).total_seconds()
+
+    def backlogged(self) -> bool:
+        """More calls due now than the pool makes at once: claiming more would only queue them (and hold
+        their rows ``sending``) behind these. Calls waiting for a later slot do not count."""
+        now = self.clock()
+        due = sum(1 for item in self.in_flight if item.moment <= now and not item.answer.done())
+        return due > self.concurrency
+
+    def wait_for_backlog(self) -> None:
+        now = self.clock()
+        due = [item.answer for item in self.in_flight if item.moment <= now and not item.answer.done()]
+        # The pool runs calls in submission order: once all but its last ``concurrency`` are done, it is
+        # making the rest, and the next claim's calls queue behind those only.
+        wait(due[: len(due) - self.concurrency])
+
+    def wait(self, timeout: float | None) -> None:
+        """Until every call in flight is done, or ``timeout`` seconds."""
+        wait([item.answer for item in self.in_flight], timeout=timeout)
+
+    def finish(self, report: DrainReport) -> None:
+        self.wait(None)
+        self.record_finished(report)
+
+    def record_finished(self, report: DrainReport) -> None:
+        done: list[InFlight] = []
+        remaining: list[InFlight] = []
+        for item in self.in_flight:
+            (done if item.answer.done() else remaining).append(item)
+        if not done:
+            return
+        self.in_flight = remaining
+        not_sent: list[OutboxMessage] = []
+        successes: list[tuple[OutboxMessage, SendResult]] = []
+        # Failures first: a 429 pauses its number before the rows it stopped go back to the queue, so no
+        # other drain can claim them in between.
+        for item in done:
             try:
-                outcome: SendResult | TransportError = send()
-            except Exception as exc:
-                outcome = self.as_transport_error(row, exc)
-            SEND_LATENCY.labels(provider=provider).observe(time.perf_counter() - started)
-            result = "sent" if isinstance(outcome, SendResult) else str(outcome.kind)
-            SEND_ATTEMPTS.labels(provider=provider, result=result).inc()
-            return row, outcome
+                answer = item.answer.result()
+            except Exception as exc:  # ``call`` turns a send's exceptions into outcomes; this is our bug
+                answer = Answer(outcome=self.as_transport_error(item.row, exc), answered_at=timezone.now())
+            outcome = answer.outcome
+            if outcome is None:
+                not_sent.append(item.row)
+            elif isinstance(outcome, SendResult):
+                successes.append((item.row, outcome))
+                item.batch.sent_channel_ids.add(item.row.channel_id)
+            else:
+                # Timed from the answer, not from now: a 429's Retry-After counts from when it came.
+                self.count(report, self.record_failure(item.row, outcome, at=answer.answered_at))
+        self.release_not_sent(not_sent, report)
+        if successes:
+            report.sent += outbox_record_successes(results=successes, now=self.now)
+        for item in done:
+            item.batch.left -= 1
+            if item.batch.left == 0 and item.batch.sent_channel_ids:
+                # Once per batch, not per message: many drains updating one channel row would queue on its lock.
+                Channel.objects.filter(pk__in=item.batch.sent_channel_ids).update(last_sent_at=self._now())
 
-        if len(ready) <= 1 or self.concurrency <= 1:
-            return [call(item) for item in ready]
-        return list(_send_pool(self.concurrency).map(call, ready))
+    def release_not_sent(self, rows: list[OutboxMessage], report: DrainReport) -> None:
+        """Held rows stopped by their number's pause go back due when the pause ends as this sender knows
+        it: the 429 that stopped them may not be recorded yet (its call can finish after theirs), and
+        until it is, nothing else keeps other drains from claiming them."""
+        by_number: dict[Any, list[OutboxMessage]] = {}
+        for row in rows:
+            by_number.setdefault(row.channel_id, []).append(row)
+        for channel_id, number_rows in by_number.items():
+            pause_left = max(0.0, self.paused_numbers.get(channel_id, -math.inf) - self.clock())
+            outbox_release(rows=number_rows, until=self._now() + timedelta(seconds=pause_left), now=self.now)
+            report.deferred += len(number_rows)
 
     @staticmethod
     def as_transport_error(row: OutboxMessage, exc: Exception) -> TransportError:
@@ -227,9 +461,9 @@ class BatchSender:
             f"internal error while sending: {type(exc).__name__}", kind=FailureKind.TRANSIENT
         )
 
-    def record_failure(self, row: OutboxMessage, error: TransportError) -> str:
+    def record_failure(self, row: OutboxMessage, error: TransportError, at: datetime | None = None) -> str:
         logger.info("outbox %s attempt %s failed (%s): %s", row.pk, row.attempts, error.kind, error)
-        return outbox_record_failure(row=row, error=error, now=self.now)
+        return outbox_record_failure(row=row, error=error, now=self.now or at)
 
     @staticmethod
     def count(report: DrainReport, outcome: str) -> None:

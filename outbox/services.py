@@ -23,14 +23,15 @@ Guarantees, and what gives them:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from channels_app.models import Channel
@@ -49,6 +50,9 @@ RETRY_MAX_DELAY = timedelta(minutes=16)
 DEFAULT_RETRY_AFTER = 60.0
 # Statuses of an earlier row that hold back the later rows of the same chat.
 ORDER_BLOCKING = (Status.QUEUED, Status.SENDING, Status.PAUSED)
+# Rows of these types spend their number's send rate (WhatsApp messages do; integrators' webhooks don't).
+# CLAIM_SQL spells the same list out (a literal, so bench/outbox.py can run the statement as it stands).
+RATE_LIMITED_TYPES = frozenset({"message"})
 
 
 def lease_seconds() -> int:
@@ -112,7 +116,9 @@ WITH picked AS (
       AND o.next_attempt_at <= %(now)s
       AND NOT EXISTS (
             SELECT 1 FROM channels_app_channel ch
-            WHERE ch.id = o.channel_id AND (ch.status = 'paused' OR ch.paused_until > %(now)s))
+            WHERE ch.id = o.channel_id AND (
+                ch.status = 'paused' OR ch.paused_until > %(now)s
+                OR (ch.pacing_hold_until > %(now)s AND o.message_type = 'message')))
       AND (o.chat_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM outbox_outboxmessage e
             WHERE e.chat_id = o.chat_id AND e.id < o.id AND e.status IN ('queued', 'sending', 'paused')))
@@ -136,6 +142,7 @@ def _claimable(now: datetime) -> Any:
         OutboxMessage.objects.filter(status=Status.QUEUED, next_attempt_at__lte=now)
         .exclude(channel__status=Channel.Status.PAUSED)
         .filter(Q(channel__paused_until__isnull=True) | Q(channel__paused_until__lte=now))
+        .exclude(message_type__in=RATE_LIMITED_TYPES, channel__pacing_hold_until__gt=now)
         .filter(Q(chat_id__isnull=True) | ~Exists(earlier_in_chat))
         .order_by("-priority", "created_at", "id")
     )
@@ -332,31 +339,33 @@ def outbox_record_failure(*, row: OutboxMessage, error: TransportError, now: dat
         return Status.QUEUED if updated else row.status
 
 
-def outbox_release(*, row: OutboxMessage, until: datetime, now: datetime | None = None) -> bool:
-    """Give a claimed row back unsent (its number's bucket is empty): no attempt is used up."""
+def outbox_release(*, rows: list[OutboxMessage], until: datetime, now: datetime | None = None) -> int:
+    """Give claimed rows back unsent, due at ``until`` (no send slot for them yet, or their number was
+    just rate limited): no attempt is used up. One UPDATE per attempt number among them (usually one),
+    fenced like ``_owned``; returns how many were still ours."""
     now = now or timezone.now()
-    return bool(
-        _owned(row).update(
+    by_attempts: dict[int, list[Any]] = {}
+    for row in rows:
+        by_attempts.setdefault(row.attempts, []).append(row.pk)
+    return sum(
+        OutboxMessage.objects.filter(pk__in=ids, status=Status.SENDING, attempts=attempts).update(
             status=Status.QUEUED,
             attempts=F("attempts") - 1,
             next_attempt_at=until,
             lease_expires_at=None,
             updated_at=now,
         )
+        for attempts, ids in by_attempts.items()
     )
 
 
-def outbox_defer_channel(*, channel_id: Any, until: datetime, message_types: Iterable[str]) -> int:
-    """A number out of send tokens: its queued rows due before ``until`` wait until then (no attempt used).
-
-    Only rows the rate limiter governs (WhatsApp messages); a row's own later retry time is kept.
-    """
-    return OutboxMessage.objects.filter(
-        channel_id=channel_id,
-        status=Status.QUEUED,
-        message_type__in=list(message_types),
-        next_attempt_at__lt=until,
-    ).update(next_attempt_at=until)
+def outbox_pacing_hold(*, channel_id: Any, until: datetime) -> None:
+    """A number whose send slots are reserved far enough ahead: its rate-limited rows are not claimed
+    before ``until`` (rows of other types are). One row updated, not the number's whole backlog; a later
+    hold already set by another drain is kept."""
+    Channel.objects.filter(pk=channel_id).update(
+        pacing_hold_until=Greatest(Coalesce(F("pacing_hold_until"), Value(until)), Value(until))
+    )
 
 
 def outbox_release_expired_leases(*, now: datetime | None = None) -> int:
@@ -583,6 +592,9 @@ class DrainReport:
 
 
 RESUME_CHECK_SECONDS = 0.25
+# With nothing to claim but calls still waiting for their send slots, look again this often: a number's
+# put-back rows come due while half a pacing horizon of its slots is still reserved (outbox.dispatch).
+IDLE_POLL_SECONDS = 0.1
 
 
 def outbox_drain(
@@ -595,12 +607,18 @@ def outbox_drain(
 ) -> DrainReport:
     """Send what is due until nothing is left (or ``max_batches``/``time_budget`` run out).
 
-    1. Expired leases go back to the queue; numbers whose rate-limit pause ended resume.
-    2. Claim a batch (committed before any HTTP).
-    3. Send each row through its sender (``outbox.dispatch``), outside any transaction, asking the
-       number's token bucket first; a row whose number is out of tokens goes back for the wait.
-    4. Record each result in its own short transaction; repeat from 2.
+    1. Expired leases go back to the queue; numbers whose rate-limit pause ended resume (and again every
+       ``RESUME_CHECK_SECONDS``).
+    2. Record the calls that have finished (their successes in one short transaction).
+    3. Claim a batch (committed before any HTTP) and hand it to the sender (``outbox.dispatch``): a row of
+       a rate-limited number gets a send slot up to the pacing horizon ahead, and its call is made at that
+       slot in the send pool, outside any transaction; a row past the horizon goes back for later. The
+       drain does not wait for a batch's slots before claiming the next one, so one drain keeps many
+       numbers busy; it only waits when more calls are due than the pool makes at once.
+    4. Nothing (or less than a batch) to claim: wait up to ``IDLE_POLL_SECONDS`` for the calls in
+       flight, then claim again; nothing claimed and nothing in flight: done. Repeat from 2.
 
+    Whatever is still in flight when the drain stops is waited for and recorded.
     ``now`` freezes the clock for tests (retry schedule); otherwise each step reads the time afresh.
     """
     import time
@@ -613,21 +631,43 @@ def outbox_drain(
     report.released_leases = outbox_release_expired_leases(now=now)
     report.resumed_channels = outbox_resume_due_channels(now=now)
     last_resume_check = clock()
-    while True:
-        if clock() - last_resume_check >= RESUME_CHECK_SECONDS:
-            # A long drain must not hold a number paused past its Retry-After until the next drain.
-            report.resumed_channels += outbox_resume_due_channels(now=now)
-            last_resume_check = clock()
-        rows = outbox_claim_batch(limit=batch_size, now=now)
-        if not rows:
-            break
-        report.batches += 1
-        report.claimed += len(rows)
-        BatchSender(now=now).send(rows, report)
-        if max_batches is not None and report.batches >= max_batches:
-            break
-        if time_budget is not None and clock() - started >= time_budget:
-            break
+    sender = BatchSender(now=now)
+
+    def out_of_budget() -> bool:
+        return time_budget is not None and clock() - started >= time_budget
+
+    try:
+        while True:
+            if clock() - last_resume_check >= RESUME_CHECK_SECONDS:
+                # A long drain must not hold a number paused past its Retry-After until the next drain,
+                # nor send rows it holds for a number another drain saw paused meanwhile.
+                report.resumed_channels += outbox_resume_due_channels(now=now)
+                sender.stop_paused_numbers()
+                last_resume_check = clock()
+            sender.record_finished(report)
+            if sender.backlogged():
+                sender.wait_for_backlog()
+                continue
+            rows = outbox_claim_batch(limit=batch_size, now=now)
+            if rows:
+                report.batches += 1
+                report.claimed += len(rows)
+                sender.start(rows, report)
+                if max_batches is not None and report.batches >= max_batches:
+                    break
+                if len(rows) < batch_size and sender.in_flight:
+                    # A short claim took everything due: claiming again at once would walk the queue for
+                    # the few rows that came due meanwhile (with many numbers' rows held, that walk is
+                    # most of a drain's time). Let the calls in flight finish first, or a poll pass.
+                    sender.wait(IDLE_POLL_SECONDS)
+            elif not sender.in_flight:
+                break
+            else:
+                sender.wait(IDLE_POLL_SECONDS)
+            if out_of_budget():
+                break
+    finally:
+        sender.finish(report)
     return report
 
 

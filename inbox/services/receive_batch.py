@@ -35,7 +35,7 @@ from channels_app.models import Channel
 from channels_app.providers.base import InboundEvent, InboundMessage
 from channels_app.services import channel_mark_inbound
 from inbox.models import Chat, Contact, Message, MessageEvent
-from inbox.realtime import push_messages_created, subscription_lookups_shared
+from inbox.realtime import push_chats_updated, push_messages_created, subscription_lookups_shared
 from inbox.services.receive import (
     META_WINDOW,
     ApplyResult,
@@ -95,6 +95,8 @@ def inbound_messages_apply_batch(*, channel: Channel, received: list[ReceivedMes
                 if message.media_status == Message.MediaStatus.PENDING:
                     _media_download_on_commit(message.pk)
             channel_mark_inbound(channel=channel)
+        elif touched:
+            push_chats_updated(touched)  # only renamed: every delivery was a repeat
         result.chats_updated = len(touched)
     return result
 

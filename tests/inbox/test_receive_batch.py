@@ -202,3 +202,20 @@ def test_only_plain_customer_messages_take_the_batch_path():
         [plain, StatusUpdate(wa_message_id="a", status="read", timestamp=T0)]
     )
     assert not inbound_messages_batchable([customer("", ANA, T0)])
+
+
+def test_a_repeat_with_a_new_profile_name_renames_the_chat_and_pushes_its_row(
+    team, django_capture_on_commit_callbacks
+):
+    channel = team.channel_a
+    first = customer("rename.1", ANA, T0, contact_name="Ana")
+    inbound_messages_apply_batch(channel=channel, received=[ReceivedMessage(first, RECEIVED_AT)])
+    renamed = customer("rename.1", ANA, T0, contact_name="Ana Maria")
+    with django_capture_on_commit_callbacks() as callbacks:
+        result = inbound_messages_apply_batch(
+            channel=channel, received=[ReceivedMessage(renamed, RECEIVED_AT)]
+        )
+    chat = Chat.objects.select_related("contact").get(channel=channel, wa_chat_id=ANA)
+    assert (result.messages_created, result.messages_duplicate) == (0, 1)
+    assert chat.contact_name == "Ana Maria" and chat.contact is not None and chat.contact.name == "Ana Maria"
+    assert len(callbacks) == 1  # the chat row's push

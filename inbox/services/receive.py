@@ -36,6 +36,7 @@ from channels_app.providers.base import (
     ChatUpdate,
     InboundEvent,
     InboundMessage,
+    MediaInfo,
     MessageEdit,
     MessageRevoke,
     ProviderNotice,
@@ -357,14 +358,7 @@ def _apply_message(context: _Context, event: InboundMessage, result: ApplyResult
     if event.reply_to_wa_id:
         message.reply_to = Message.objects.filter(channel=channel, wa_message_id=event.reply_to_wa_id).first()
     if media is not None:
-        message.media_id = media.media_id[:255]
-        message.media_url = media.url[:2000]
-        message.media_mime_type = media.mime_type[:128]
-        message.media_sha256 = media.sha256[:128]
-        message.media_size = media.size
-        message.media_filename = media.filename[:255]
-        if media.media_id or media.url:
-            message.media_status = Message.MediaStatus.PENDING
+        _media_set(message, media)
     message.save()
     result.messages_created += 1
 
@@ -386,6 +380,18 @@ def _apply_message(context: _Context, event: InboundMessage, result: ApplyResult
     push_message_created(message, chat)
     if message.media_status == Message.MediaStatus.PENDING:
         _media_download_on_commit(message.pk)
+
+
+def _media_set(message: Message, media: MediaInfo) -> None:
+    """The provider's file reference on the message; a file to fetch makes its media ``pending``."""
+    message.media_id = media.media_id[:255]
+    message.media_url = media.url[:2000]
+    message.media_mime_type = media.mime_type[:128]
+    message.media_sha256 = media.sha256[:128]
+    message.media_size = media.size
+    message.media_filename = media.filename[:255]
+    if media.media_id or media.url:
+        message.media_status = Message.MediaStatus.PENDING
 
 
 def _media_download_on_commit(message_id: int) -> None:

@@ -40,6 +40,7 @@ from inbox.services.receive import (
     META_WINDOW,
     ApplyResult,
     _media_download_on_commit,
+    _media_set,
     _pk,
     _preview,
 )
@@ -275,16 +276,8 @@ def _message_for(channel: Channel, chat: Chat, event: InboundMessage) -> Message
         sort_at=event.timestamp,
         payload=event.payload,
     )
-    media = event.media
-    if media is not None:
-        message.media_id = media.media_id[:255]
-        message.media_url = media.url[:2000]
-        message.media_mime_type = media.mime_type[:128]
-        message.media_sha256 = media.sha256[:128]
-        message.media_size = media.size
-        message.media_filename = media.filename[:255]
-        if media.media_id or media.url:
-            message.media_status = Message.MediaStatus.PENDING
+    if event.media is not None:
+        _media_set(message, event.media)
     return message
 
 

@@ -151,20 +151,31 @@ class DrainReport:
 
 
 def webhook_events_drain(
-    *, batch_size: int | None = None, time_budget: float | None = None, max_batches: int | None = None
+    *,
+    batch_size: int | None = None,
+    time_budget: float | None = None,
+    max_batches: int | None = None,
+    idle_wait: float = 0.0,
 ) -> DrainReport:
     """Process due events batch after batch until none is left (or the time budget / batch count runs out).
-    ``batch_size`` defaults to ``settings.WEBHOOK_DRAIN_BATCH_SIZE``."""
+    ``batch_size`` defaults to ``settings.WEBHOOK_DRAIN_BATCH_SIZE``. With ``idle_wait``, a drain that
+    finds nothing waits that long and looks once more before it stops."""
     import time
 
     batch_size = batch_size or settings.WEBHOOK_DRAIN_BATCH_SIZE
     started = time.monotonic()
     report = DrainReport()
     batches = 0
+    waited = False
     while True:
         events = webhook_events_claim_batch(limit=batch_size)
         if not events:
-            break
+            if waited or idle_wait <= 0:
+                break
+            waited = True
+            time.sleep(idle_wait)
+            continue
+        waited = False
         batches += 1
         report.claimed += len(events)
         # A batch takes milliseconds: its events share one subscriptions lookup per workspace.

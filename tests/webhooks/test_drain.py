@@ -292,3 +292,21 @@ def test_a_drain_task_that_could_not_be_published_frees_the_slot(settings, monke
     tasks._publish_drain()
     tasks._publish_drain()
     assert attempts == [1, 1]  # not held by a task that was never queued
+
+
+@pytest.mark.django_db
+def test_a_drain_with_an_idle_wait_looks_once_more_before_it_stops(whapi_channel, monkeypatch):
+    import time as time_module
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:  # an event arrives while the drain waits
+            _pending(whapi_channel, _body(3, range(1)))
+
+    monkeypatch.setattr(time_module, "sleep", sleep)
+    report = webhook_events_drain(idle_wait=0.05)
+    assert report.processed == 1
+    assert waits == [0.05, 0.05]  # it waited, found the event, waited again, found nothing, stopped
+    assert webhook_events_drain().processed == 0 and waits == [0.05, 0.05]  # no wait unless asked

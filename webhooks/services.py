@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.models import Channel
+from config.bulk_sql import rows_insert
 from config.request_context import current_request_id
 from webhooks.models import WebhookEvent
 
@@ -52,28 +53,6 @@ def _kick() -> None:
     from webhooks.tasks import webhook_events_kick  # tasks import the processor: import late
 
     transaction.on_commit(webhook_events_kick)
-
-
-def _insert(events: list[WebhookEvent]) -> None:
-    """``bulk_create`` without the ORM's per-call query compilation (a tenth of a webhook's time on the
-    web process): the same columns and values, prepared by the model's own fields, in one statement."""
-    fields = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [
-        field.get_db_prep_save(field.pre_save(event, True), connection)
-        for event in events
-        for field in fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {WebhookEvent._meta.db_table} ({columns}) VALUES {', '.join([row] * len(events))} "  # noqa: S608
-            "RETURNING id",
-            params,
-        )
-        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
-            event.pk = pk
-            event._state.adding = False
 
 
 @dataclass(frozen=True)
@@ -121,7 +100,7 @@ def webhook_events_store(items: list[EventToStore]) -> list[list[WebhookEvent]]:
     events = [event for item_events in per_item for event in item_events]
     with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
-            _insert(events)
+            rows_insert(WebhookEvent, events)  # the ORM's bulk_create cost a tenth of a webhook's time
         else:
             WebhookEvent.objects.bulk_create(events)
         if any(not item.failed_reason for item in items):

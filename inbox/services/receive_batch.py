@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-from uuid import UUID
 
-from django.db import connection, models, transaction
-from django.db.models.fields.files import FieldFile
+from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_app.models import Channel
 from channels_app.providers.base import InboundEvent, InboundMessage
 from channels_app.services import channel_mark_inbound
+from config.bulk_sql import json_value, rows_insert
 from inbox.models import Chat, Contact, Message, MessageEvent
 from inbox.realtime import push_chats_updated, push_messages_created, subscription_lookups_shared
 from inbox.services.receive import (
@@ -222,14 +219,14 @@ def _messages_insert(channel: Channel, chats: dict[str, Chat], new: list[Receive
     messages = [_message_for(channel, chats[item.event.wa_chat_id], item.event) for item in new]
     for message in messages:
         message.reply_to_id = quoted_ids.get(message.reply_to_wa_id)
-    _rows_insert(Message, messages)
+    rows_insert(Message, messages)
     # A reply to a message earlier in this same batch: one by one, that message would have existed already.
     created_ids = {message.wa_message_id: message.pk for message in messages}
     for message in messages:
         if message.reply_to_wa_id and message.reply_to_id is None and message.reply_to_wa_id in created_ids:
             message.reply_to_id = created_ids[message.reply_to_wa_id]
             Message.objects.filter(pk=message.pk).update(reply_to_id=message.reply_to_id)
-    _rows_insert(
+    rows_insert(
         MessageEvent,
         [
             MessageEvent(
@@ -341,48 +338,7 @@ def _chats_touch(
     for chat in touched:
         chat.updated_at = now
     changed = CHAT_COLUMNS_TOUCHED
-    rows = [{name: _json_value(getattr(chat, name)) for name in changed} for chat in touched]
+    rows = [{name: json_value(getattr(chat, name)) for name in changed} for chat in touched]
     with connection.cursor() as cursor:
         cursor.execute(CHATS_UPDATE_SQL, [json.dumps(rows)])
     return touched
-
-
-# ---------------------------------------------------------------- rows as one JSON parameter
-# Django's bulk_create compiles every field of every row and, with client-side binding, psycopg quotes
-# each value of each per-column array in Python: two thirds of a batch's CPU (py-spy). One JSON document
-# is dumped in C and Postgres turns it back into typed rows of the table (jsonb_populate_recordset).
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, FieldFile):
-        return value.name or ""
-    return value
-
-
-def _rows_insert(model: type[models.Model], objects: Sequence[models.Model]) -> None:
-    """INSERT ``objects`` (new, unsaved) in one statement and set their primary keys, in order."""
-    if not objects:
-        return
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    rows = [
-        {str(field.column): _json_value(field.pre_save(obj, True)) for field in fields} for obj in objects
-    ]
-    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    table = model._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # Rows are inserted in the document's order and ids grow as they are: sorted, they pair up.
-            f"WITH inserted AS (INSERT INTO {table} ({columns}) "  # noqa: S608 (names from the model)
-            f"SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) RETURNING id) "
-            "SELECT id FROM inserted ORDER BY id",
-            [json.dumps(rows)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    for obj, pk in zip(objects, ids, strict=True):
-        obj.pk = pk
-        obj._state.adding = False
-        obj._state.db = connection.alias

@@ -310,3 +310,21 @@ def test_a_drain_with_an_idle_wait_looks_once_more_before_it_stops(whapi_channel
     assert report.processed == 1
     assert waits == [0.05, 0.05]  # it waited, found the event, waited again, found nothing, stopped
     assert webhook_events_drain().processed == 0 and waits == [0.05, 0.05]  # no wait unless asked
+
+
+def test_an_eager_drain_task_never_waits_on_the_request_path(settings, monkeypatch):
+    from webhooks.processor import DrainReport
+
+    waits: list[float] = []
+
+    def drain(**kwargs: float) -> DrainReport:
+        waits.append(kwargs["idle_wait"])
+        return DrainReport()
+
+    monkeypatch.setattr(tasks, "webhook_events_drain", drain)
+    monkeypatch.setattr(tasks.DrainQueuedSlot, "release", classmethod(lambda cls: None))
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the task runs inside the kick, before the webhook's answer
+    tasks.webhook_events_drain_task.run()
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    tasks.webhook_events_drain_task.run()
+    assert waits == [0.0, tasks.DRAIN_IDLE_WAIT]

@@ -24,6 +24,7 @@ from inbox.realtime import (
     push_chat_updated,
     push_message_created,
     push_message_updated,
+    push_messages_updated,
     subscription_lookups_shared,
 )
 from inbox.services.receive import PREVIEW_LABELS, message_record_provider_id
@@ -450,14 +451,16 @@ class OutboxHooks:
                     'SELECT m, %s, \'{"source": "send"}\'::jsonb, %s FROM unnest(%s::bigint[]) AS t(m)',
                     [MessageEvent.Kind.SENT, occurred_at, sorted(updated)],
                 )
+            pushed: list[Message] = []
+            for row, _ in plain:
+                if row.message_id in updated:
+                    message = row.message
+                    assert message is not None
+                    if row.chat is not None and message.chat_id == row.chat_id:
+                        message.chat = row.chat  # claimed with the row: no query per message for it
+                    pushed.append(message)
             with subscription_lookups_shared():  # one subscriptions query per workspace, not per message
-                for row, _ in plain:
-                    if row.message_id in updated:
-                        message = row.message
-                        assert message is not None
-                        if row.chat is not None and message.chat_id == row.chat_id:
-                            message.chat = row.chat  # claimed with the row: no query per message for it
-                        push_message_updated(message)
+                push_messages_updated(pushed)
         for row, wa_id in careful + [(row, wa_id) for row, wa_id in plain if row.message_id not in updated]:
             self.sent(row=row, wa_message_id=wa_id, occurred_at=occurred_at)
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from channels_app.models import Channel
 from config.asgi import application
 from inbox.models import Chat, Message
-from inbox.realtime import push_message_created, push_message_updated
+from inbox.realtime import push_message_created, push_message_updated, push_messages_updated
 from inbox.services import chat_assign, chat_set_status
 from tests.conftest import Team
 from tests.factories import MembershipFactory, MessageFactory, UserFactory
@@ -275,6 +275,34 @@ def test_a_status_update_re_renders_the_bubble_with_its_new_tick(team: Team) -> 
         frame = await socket.receive_from(timeout=TIMEOUT)
         assert f'data-message-id="{message.pk}"' in frame
         assert 'data-status="delivered"' in frame and "tick-delivered" in frame
+        await socket.disconnect()
+
+    run(scenario)
+
+
+def test_a_batch_update_re_renders_only_the_bubbles_of_the_open_chat(team: Team) -> None:
+    other = Chat.objects.create(
+        workspace=team.workspace_a, channel=team.channel_a, wa_chat_id="batch-other@s.whatsapp.net"
+    )
+    shown = MessageFactory(chat=team.chat_a, direction=Message.Direction.OUTBOUND, status=Message.Status.SENT)
+    hidden = MessageFactory(chat=other, direction=Message.Direction.OUTBOUND, status=Message.Status.SENT)
+    cookie = session_cookie(team.alice)
+
+    async def scenario() -> None:
+        socket = await connected(cookie)
+        await open_chat(socket, team.chat_a.pk)
+
+        def deliver_both() -> None:
+            Message.objects.filter(pk__in=[shown.pk, hidden.pk]).update(status=Message.Status.DELIVERED)
+            push_messages_updated(
+                list(Message.objects.select_related("chat").filter(pk__in=[shown.pk, hidden.pk]))
+            )
+
+        await db(deliver_both)()
+        frame = await socket.receive_from(timeout=TIMEOUT)
+        assert f'data-message-id="{shown.pk}"' in frame and 'data-status="delivered"' in frame
+        assert f'data-message-id="{hidden.pk}"' not in frame
+        assert await socket.receive_nothing(timeout=0.5)
         await socket.disconnect()
 
     run(scenario)

@@ -55,3 +55,35 @@ def test_an_unsubscribed_workspace_records_a_batch_with_one_subscription_lookup(
     assert len(lookups) == 1
     assert chat_loads == []
     assert not _deliveries("message.status")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_sends_is_pushed_to_the_workspace_once_with_every_message(fake_provider):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from tenants.realtime import _push_loop, workspace_group
+
+    channel = provider_channel(fake_provider)
+    messages = [send_text(open_chat(channel), f"hello {n}") for n in range(6)]
+    layer = get_channel_layer()
+    listener = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(workspace_group(channel.workspace_id), listener)
+
+    report = outbox_drain(batch_size=50)
+    _push_loop.flush()
+
+    async def frames() -> list[dict]:
+        import asyncio
+
+        received = []
+        while True:
+            try:
+                received.append(await asyncio.wait_for(layer.receive(listener), timeout=0.5))
+            except TimeoutError:
+                return received
+
+    updates = [f for f in async_to_sync(frames)() if f["type"] == "messages.updated"]
+    assert report.sent == 6
+    assert len(updates) == 1
+    assert sorted(tuple(item) for item in updates[0]["items"]) == sorted((m.chat_id, m.pk) for m in messages)

@@ -107,8 +107,8 @@ def push_messages_updated(messages: list[Message]) -> None:
         workspace_id = message.chat.workspace_id
         by_workspace.setdefault(workspace_id, []).append([message.chat_id, message.pk])
         _emit_to_subscribers(workspace_id, "message.status", message=message)
-    for workspace_id, items in by_workspace.items():
-        send_event_on_commit(workspace_group(workspace_id), {"type": "messages.updated", "items": items})
+    for workspace, items in by_workspace.items():
+        send_event_on_commit(workspace_group(workspace), {"type": "messages.updated", "items": items})
 
 
 # workspace id → the event types its active subscriptions want, while a shared-lookup scope is open.

@@ -22,6 +22,7 @@ Guarantees, and what gives them:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -246,22 +247,22 @@ def outbox_record_successes(
 
 
 def _mark_sent_bulk(rows: list[OutboxMessage], now: datetime) -> set[int]:
-    """sending → sent for the rows still ours (same attempt number we claimed); returns their ids."""
-    values = ", ".join(["(%s::bigint, %s::int)"] * len(rows))
-    params: list[Any] = []
-    for row in rows:
-        params += [row.pk, row.attempts]
+    """sending → sent for the rows still ours (same attempt number we claimed); returns their ids.
+
+    The (id, attempts) pairs travel as one JSON parameter: a VALUES list of placeholders made a new,
+    long statement per batch size, which psycopg parsed again each time (uncached) in Python."""
+    pairs = json.dumps([[row.pk, row.attempts] for row in rows])
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
+            """
             UPDATE outbox_outboxmessage o
             SET status = 'sent', sent_at = %s, lease_expires_at = NULL, last_error = '', last_error_code = '',
                 updated_at = %s
-            FROM (VALUES {values}) AS v(id, attempts)
-            WHERE o.id = v.id AND o.attempts = v.attempts AND o.status = 'sending'
+            FROM jsonb_array_elements(%s::jsonb) AS v(pair)
+            WHERE o.id = (v.pair->>0)::bigint AND o.attempts = (v.pair->>1)::int AND o.status = 'sending'
             RETURNING o.id
-            """,  # noqa: S608 - only placeholders are interpolated
-            [now, now, *params],
+            """,
+            [now, now, pairs],
         )
         return {row[0] for row in cursor.fetchall()}
 

@@ -5,6 +5,7 @@ Nothing here knows a provider's JSON; each transport maps its own error bodies.
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,6 +34,30 @@ def http_session() -> requests.Session:
         session.trust_env = False
         _local.session = session
     return session
+
+
+class JsonPost:
+    """POSTs JSON bodies to one URL with fixed headers: a transport's per-message call.
+
+    The request is prepared once (URL parsed, headers set) and copied per call, and it is handed straight
+    to the thread's connection adapter. ``Session.post`` prepared and merged everything again on every
+    call (settings, cookies, hooks, redirect handling) for a third more CPU per message than the call
+    itself (docs/performance.md, F1). Redirects are not followed: a provider's API does not redirect a
+    send, and an answer we do not know is reported as the HTTP status it is.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self._template = requests.Request(
+            "POST", url, headers={**headers, "Content-Type": "application/json"}
+        ).prepare()
+
+    def __call__(self, payload: object, *, timeout: tuple[float, float]) -> requests.Response:
+        request = self._template.copy()
+        body = json.dumps(payload, allow_nan=False).encode("utf-8")  # as requests' json= encodes it
+        request.body = body
+        request.headers["Content-Length"] = str(len(body))
+        assert request.url is not None
+        return http_session().get_adapter(request.url).send(request, timeout=timeout)
 
 
 def parse_retry_after(value: str | None, *, default: float = DEFAULT_RETRY_AFTER) -> float:

@@ -427,22 +427,21 @@ class OutboxHooks:
         plain = [(row, wa_id) for row, wa_id in by_message.values() if (row.channel_id, wa_id) not in taken]
         updated: set[int] = set()
         if plain:
-            values = ", ".join(["(%s::bigint, %s::text)"] * len(plain))
-            params: list[Any] = [occurred_at, occurred_at]
-            for row, wa_id in plain:
-                params += [row.message_id, wa_id]
+            # One JSON parameter, not a VALUES list of placeholders: that made a new, long statement per
+            # batch size, which psycopg parsed again in Python every time (8 % of a drain).
+            pairs = json.dumps([[row.message_id, wa_id] for row, wa_id in plain])
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"""
+                    """
                     UPDATE inbox_message m
-                    SET wa_message_id = v.wa_id,
+                    SET wa_message_id = v.pair->>1,
                         status = CASE WHEN m.status = 'pending' THEN 'sent' ELSE m.status END,
                         sent_at = COALESCE(m.sent_at, %s), updated_at = %s
-                    FROM (VALUES {values}) AS v(id, wa_id)
-                    WHERE m.id = v.id AND m.wa_message_id IS NULL
+                    FROM jsonb_array_elements(%s::jsonb) AS v(pair)
+                    WHERE m.id = (v.pair->>0)::bigint AND m.wa_message_id IS NULL
                     RETURNING m.id
-                    """,  # noqa: S608 - only placeholders are interpolated
-                    params,
+                    """,
+                    [occurred_at, occurred_at, pairs],
                 )
                 updated = {r[0] for r in cursor.fetchall()}
             with connection.cursor() as cursor:

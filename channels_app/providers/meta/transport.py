@@ -23,6 +23,7 @@ import requests
 from channels_app.providers.base import FailureKind, OutgoingMessage, SendResult, TransportError
 from channels_app.providers.sending import (
     DEFAULT_TIMEOUT,
+    JsonPost,
     http_session,
     json_or_empty,
     network_error,
@@ -94,6 +95,10 @@ class MetaTransport:
         self.phone_number_id = phone_number_id
         self.graph_version = graph_version
         self.timeout = timeout
+        self._send_post = JsonPost(
+            f"{self.base_url}/{self.graph_version}/{self.phone_number_id}/messages",
+            {"Authorization": f"Bearer {self._token}"},
+        )
 
     def __repr__(self) -> str:  # never show the token
         return f"MetaTransport(base_url={self.base_url!r}, phone_number_id={self.phone_number_id!r})"
@@ -136,7 +141,10 @@ class MetaTransport:
                 "a media message needs a URL or a file", kind=FailureKind.PERMANENT, code="no_media"
             )
         body = meta_request_body(message, media_id=media_id)
-        response = self._post(f"{self._number_url}/messages", json=body)
+        try:
+            response = self._send_post(body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise network_error(exc, PROVIDER) from None
         data = json_or_empty(response)
         if response.status_code == 200:
             messages = data.get("messages") or []

@@ -15,7 +15,7 @@ import requests
 from channels_app.providers.base import FailureKind, OutgoingMessage, SendResult, TransportError
 from channels_app.providers.sending import (
     DEFAULT_TIMEOUT,
-    http_session,
+    JsonPost,
     json_or_empty,
     network_error,
     parse_retry_after,
@@ -77,19 +77,24 @@ class WhapiTransport:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = timeout
+        self._posts: dict[str, JsonPost] = {}
 
     def __repr__(self) -> str:  # never show the token
         return f"WhapiTransport(base_url={self.base_url!r})"
 
+    def _post(self, endpoint: str) -> JsonPost:
+        post = self._posts.get(endpoint)
+        if post is None:
+            post = self._posts[endpoint] = JsonPost(
+                f"{self.base_url}/messages/{endpoint}",
+                {"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+            )
+        return post
+
     def send(self, message: OutgoingMessage) -> SendResult:
         endpoint, body = whapi_request_body(message)
         try:
-            response = http_session().post(
-                f"{self.base_url}/messages/{endpoint}",
-                json=body,
-                headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
-                timeout=self.timeout,
-            )
+            response = self._post(endpoint)(body, timeout=self.timeout)
         except requests.RequestException as exc:
             raise network_error(exc, PROVIDER) from None
         data = json_or_empty(response)

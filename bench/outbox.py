@@ -121,14 +121,23 @@ def raw_worker(batch_size: int, same_claim: bool) -> None:
 
 
 def wait_for_go() -> None:
-    """Workers start (Python, Django, connections) before the clock does: the parent creates GO_FILE."""
+    """Workers start (Python, Django, connections) before the clock does: the parent creates GO_FILE.
+    At exit each worker leaves the CPU it used after the go (start-up excluded) for the parent."""
+    import atexit
+
     go = Path(os.environ["BENCH_GO_FILE"])
     Path(str(go) + f".ready.{os.getpid()}").touch()
     while not go.exists():
         time.sleep(0.002)
+    started = time.process_time()
+    atexit.register(
+        lambda: Path(str(go) + f".cpu.{os.getpid()}").write_text(str(time.process_time() - started))
+    )
 
 
-def run_workers(kind: str, workers: int, batch_size: int, *extra: str) -> float:
+def run_workers(kind: str, workers: int, batch_size: int, *extra: str) -> tuple[float, float]:
+    """(wall seconds from the go signal until every worker exited, the workers' CPU seconds after the go).
+    CPU per message is the steadier figure on a shared machine: it moves less with what else runs."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
@@ -151,7 +160,8 @@ def run_workers(kind: str, workers: int, batch_size: int, *extra: str) -> float:
         for proc in procs:
             if proc.wait() != 0:
                 raise SystemExit(f"{kind} worker failed")
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        return elapsed, sum(float(path.read_text()) for path in Path(folder).glob("go.cpu.*"))
 
 
 # ---------------------------------------------------------------- scenario
@@ -234,7 +244,7 @@ def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tupl
 
     def raw(*extra: str) -> float:
         copy_table()
-        elapsed = run_workers("raw", workers, batch_size, *extra)
+        elapsed, _cpu = run_workers("raw", workers, batch_size, *extra)
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM bench_raw_outbox WHERE status = 'sent'")
             assert cursor.fetchone()[0] == count
@@ -245,7 +255,8 @@ def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tupl
         cursor.execute("ANALYZE outbox_outboxmessage")
     connection.close()
     reset_fake(fake_url)
-    ours = run_workers("drain", workers, batch_size)
+    ours, drain_cpu = run_workers("drain", workers, batch_size)
+    print(f"  drain processes' CPU: {drain_cpu / count * 1000:.2f} ms per message")
     sent = OutboxMessage.objects.filter(channel=channel, status="sent").count()
     received = [r for r in fake_requests(fake_url) if r["provider"] == "whapi"]
     assert sent == count, f"only {sent} of {count} rows sent"

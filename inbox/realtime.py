@@ -101,10 +101,11 @@ def push_message_updated(message: Message) -> None:
 def push_messages_updated(messages: list[Message]) -> None:
     """``push_message_updated`` for a batch: one push per workspace instead of one per message (a drain's
     batch holds at most one message per chat, so per-chat pushes were one group_send, several Redis round
-    trips, per message: a quarter of a drain's CPU). Each message's chat must be loaded."""
+    trips, per message: a quarter of a drain's CPU). Each message's channel should be loaded (the drain
+    loads each number's once for its batch)."""
     by_workspace: dict[object, list[list[int]]] = {}
     for message in messages:
-        workspace_id = message.chat.workspace_id
+        workspace_id = message.channel.workspace_id
         by_workspace.setdefault(workspace_id, []).append([message.chat_id, message.pk])
         _emit_to_subscribers(workspace_id, "message.status", message=message)
     for workspace, items in by_workspace.items():

@@ -181,7 +181,7 @@ def _load_claimed(ids: list[int]) -> list[OutboxMessage]:
     time); quoted messages are fetched only for the rows that quote one."""
     rows = list(
         OutboxMessage.objects.filter(id__in=ids)
-        .select_related("chat", "message")
+        .select_related("message")
         .order_by("-priority", "created_at", "id")
     )
     channels = Channel.objects.in_bulk({row.channel_id for row in rows})
@@ -189,11 +189,20 @@ def _load_claimed(ids: list[int]) -> list[OutboxMessage]:
         row.message.reply_to_id for row in rows if row.message is not None and row.message.reply_to_id
     }
     quoted = Message.objects.only("id", "chat_id", "wa_message_id").in_bulk(quoted_ids) if quoted_ids else {}
+    # Each row and its message share their number's one Channel (filled into the relation caches directly:
+    # the descriptors' checks per assignment showed in the profile). The chat is not loaded: the drain
+    # needs only its id, and building a Chat per row was a sixth of a drain's CPU.
+    row_channel = OutboxMessage._meta.get_field("channel")
+    message_channel = Message._meta.get_field("channel")
     for row in rows:
-        row.channel = channels[row.channel_id]
+        channel = channels[row.channel_id]
+        row_channel.set_cached_value(row, channel)  # type: ignore[union-attr]
         message = row.message
-        if message is not None and message.reply_to_id:
-            message.reply_to = quoted.get(message.reply_to_id)
+        if message is not None:
+            if message.channel_id == channel.pk:
+                message_channel.set_cached_value(message, channel)  # type: ignore[union-attr]
+            if message.reply_to_id:
+                message.reply_to = quoted.get(message.reply_to_id)
     return rows
 
 

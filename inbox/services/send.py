@@ -450,14 +450,9 @@ class OutboxHooks:
                     'SELECT m, %s, \'{"source": "send"}\'::jsonb, %s FROM unnest(%s::bigint[]) AS t(m)',
                     [MessageEvent.Kind.SENT, occurred_at, sorted(updated)],
                 )
-            pushed: list[Message] = []
-            for row, _ in plain:
-                if row.message_id in updated:
-                    message = row.message
-                    assert message is not None
-                    if row.chat is not None and message.chat_id == row.chat_id:
-                        message.chat = row.chat  # claimed with the row: no query per message for it
-                    pushed.append(message)
+            pushed = [
+                row.message for row, _ in plain if row.message is not None and row.message_id in updated
+            ]
             with subscription_lookups_shared():  # one subscriptions query per workspace, not per message
                 push_messages_updated(pushed)
         for row, wa_id in careful + [(row, wa_id) for row, wa_id in plain if row.message_id not in updated]:

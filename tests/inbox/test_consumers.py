@@ -295,7 +295,7 @@ def test_a_batch_update_re_renders_only_the_bubbles_of_the_open_chat(team: Team)
         def deliver_both() -> None:
             Message.objects.filter(pk__in=[shown.pk, hidden.pk]).update(status=Message.Status.DELIVERED)
             push_messages_updated(
-                list(Message.objects.select_related("chat").filter(pk__in=[shown.pk, hidden.pk]))
+                list(Message.objects.select_related("channel").filter(pk__in=[shown.pk, hidden.pk]))
             )
 
         await db(deliver_both)()

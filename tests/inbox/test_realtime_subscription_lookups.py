@@ -52,8 +52,10 @@ def test_an_unsubscribed_workspace_records_a_batch_with_one_subscription_lookup(
     assert report.sent == 6
     lookups = [q for q in queries.captured_queries if "outbox_eventsubscription" in q["sql"]]
     chat_loads = [q for q in queries.captured_queries if q["sql"].startswith('SELECT "inbox_chat"')]
+    channel_loads = [q for q in queries.captured_queries if 'FROM "channels_app_channel"' in q["sql"]]
     assert len(lookups) == 1
     assert chat_loads == []
+    assert channel_loads == []  # each number's Channel came with the claim, for the rows and their messages
     assert not _deliveries("message.status")
 
 

@@ -71,7 +71,10 @@ class EventToStore:
 
 def webhook_events_store(items: list[EventToStore]) -> list[list[WebhookEvent]]:
     """Store several POSTs' events in one statement (the lean front groups concurrent POSTs into one
-    commit) and kick processing once after commit. Returns each item's events, in order."""
+    commit) and kick processing once after commit. Returns each item's events, in order.
+
+    Called outside any transaction on Postgres, that one INSERT commits by itself before this returns.
+    """
     now = timezone.now()
     per_item: list[list[WebhookEvent]] = []
     for item in items:
@@ -98,12 +101,20 @@ def webhook_events_store(items: list[EventToStore]) -> list[list[WebhookEvent]]:
             ]
         )
     events = [event for item_events in per_item for event in item_events]
+    kick = any(not item.failed_reason for item in items)
+    if connection.vendor == "postgresql" and connection.get_autocommit() and not connection.in_atomic_block:
+        # Outside a transaction: one statement is its own transaction, committed when it returns (the ack
+        # path saves its BEGIN and COMMIT round trips this way), and on_commit runs the kick at once.
+        rows_insert(WebhookEvent, events)
+        if kick:
+            _kick()
+        return per_item
     with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
             rows_insert(WebhookEvent, events)  # the ORM's bulk_create cost a tenth of a webhook's time
         else:
             WebhookEvent.objects.bulk_create(events)
-        if any(not item.failed_reason for item in items):
+        if kick:
             _kick()
     return per_item
 

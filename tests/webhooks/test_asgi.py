@@ -17,7 +17,7 @@ from config.asgi import application
 from inbox.models import Message
 from tests.webhooks.conftest import META_APP_SECRET, META_VERIFY_TOKEN, WHAPI_SECRET
 from tests.webhooks.samples import fixture_bytes
-from webhooks import asgi, ingest
+from webhooks import asgi, ingest, services
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_events_store
 
@@ -236,3 +236,97 @@ def test_a_client_that_leaves_mid_body_gets_nothing_stored(whapi_channel):
     async_to_sync(front)(scope, receive, send)
     assert sent == []
     assert WebhookEvent.objects.count() == 0
+
+
+def _in_one_thread(*steps: Any) -> list[Any]:
+    """Run each step on one long-lived thread, in order, like the front's ingest threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        results = [thread.submit(step).result(timeout=20) for step in steps]
+        thread.submit(connections.close_all).result(timeout=20)
+    return results
+
+
+def _backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def _round_trips_of(step: Any) -> Any:
+    """Run ``step`` counting this thread's round trips to Postgres (every query, BEGIN and COMMIT waits)."""
+    import psycopg
+
+    counted: list[int] = []
+    real_wait = psycopg.Connection.wait
+    me = threading.get_ident()
+
+    def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == me:
+            counted.append(1)
+        return real_wait(self, *args, **kwargs)
+
+    psycopg.Connection.wait = wait  # type: ignore[method-assign]
+    try:
+        result = step()
+    finally:
+        psycopg.Connection.wait = real_wait  # type: ignore[method-assign]
+    return result, len(counted)
+
+
+def test_an_ingest_thread_keeps_its_connection_and_stores_a_post_in_two_round_trips(
+    whapi_channel, monkeypatch
+):
+    from django.db import connections
+
+    # The web processes' setting (each batch used to give its connection back and take one again).
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    # Processing is not counted: tests run it eagerly inside the kick, production in a worker.
+    monkeypatch.setattr(services, "_kick", lambda: None)
+
+    def incoming(n: int) -> ingest.IncomingWebhook:
+        return ingest.IncomingWebhook(
+            provider="whapi", channel_id=whapi_channel.pk, headers=bearer(), body=_text(300 + n)
+        )
+
+    first, pid_after_first, (second, round_trips), pid_after_second = _in_one_thread(
+        lambda: asgi._receive_in_thread([incoming(1)]),
+        _backend_pid,
+        lambda: _round_trips_of(lambda: asgi._receive_in_thread([incoming(2)])),
+        _backend_pid,
+    )
+    assert [a.status for a in first + second] == [200, 200]
+    assert pid_after_first == pid_after_second  # the same connection, not a new one per batch
+    # The channel lookup and the INSERT (which commits by itself): no BEGIN, no COMMIT, no checkout check.
+    assert round_trips == 2
+    assert WebhookEvent.objects.filter(channel=whapi_channel).count() == 2
+
+
+def test_a_kept_connection_that_died_is_replaced_and_the_batch_still_stored(whapi_channel, monkeypatch):
+    from django.db import connection, connections
+
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+
+    def incoming(n: int) -> ingest.IncomingWebhook:
+        return ingest.IncomingWebhook(
+            provider="whapi", channel_id=whapi_channel.pk, headers=bearer(), body=_text(400 + n)
+        )
+
+    def kill(pid: int) -> None:  # from the test's own connection, as a Postgres restart would
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        first = thread.submit(asgi._receive_in_thread, [incoming(1)]).result(timeout=20)
+        kill(thread.submit(_backend_pid).result(timeout=20))
+        second = thread.submit(asgi._receive_in_thread, [incoming(2), incoming(3)]).result(timeout=20)
+        thread.submit(connections.close_all).result(timeout=20)
+    assert [a.status for a in first + second] == [200, 200, 200]
+    assert WebhookEvent.objects.filter(channel=whapi_channel).count() == 3

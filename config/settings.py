@@ -236,6 +236,9 @@ WEBHOOK_INGEST_THREADS = int(os.environ.get("WEBHOOK_INGEST_THREADS", "4"))
 # Stored webhook events per processing claim. Plain customer messages in one claim are applied in one
 # transaction, so larger claims process faster; each holds its chats' row locks until it commits.
 WEBHOOK_DRAIN_BATCH_SIZE = int(os.environ.get("WEBHOOK_DRAIN_BATCH_SIZE", "100"))
+# Seconds between the starts of a running drain's claims (unless the last claim was full): a drain keeping
+# up with a stream takes what arrived meanwhile in one claim instead of a claim per event or two.
+WEBHOOK_DRAIN_CLAIM_INTERVAL = float(os.environ.get("WEBHOOK_DRAIN_CLAIM_INTERVAL", "0.025"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024
 
 HTTPS = env_bool("HTTPS", not DEBUG)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -148,6 +149,7 @@ class DrainReport:
     processed: int = 0
     failed: int = 0
     dead: int = 0
+    finished: bool = False  # stopped because nothing was left (not the time budget nor the batch count)
 
 
 def webhook_events_drain(
@@ -156,26 +158,48 @@ def webhook_events_drain(
     time_budget: float | None = None,
     max_batches: int | None = None,
     idle_wait: float = 0.0,
+    claim_interval: float = 0.0,
+    on_busy: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> DrainReport:
     """Process due events batch after batch until none is left (or the time budget / batch count runs out).
+
     ``batch_size`` defaults to ``settings.WEBHOOK_DRAIN_BATCH_SIZE``. With ``idle_wait``, a drain that
-    finds nothing waits that long and looks once more before it stops."""
+    finds nothing waits that long and looks once more before it stops. With ``claim_interval``, claims
+    start at least that far apart unless the last one was full: a drain keeping up with a stream takes what
+    arrived meanwhile in one claim, where it took a claim (and a transaction) per event or two.
+
+    ``on_busy(claimed)`` is called after each batch (this drain will claim again); ``on_stopping()`` once
+    the drain found nothing: it then claims one last time and goes on if that finds events. So whoever saw
+    the drain busy before ``on_stopping`` can rely on a claim after that moment (``webhooks.tasks``).
+    """
     import time
 
     batch_size = batch_size or settings.WEBHOOK_DRAIN_BATCH_SIZE
     started = time.monotonic()
     report = DrainReport()
     batches = 0
-    waited = False
+    waited = stopping = False
+    last_claim, last_full = -float("inf"), False
     while True:
+        pause = last_claim + claim_interval - time.monotonic()
+        if pause > 0 and not last_full:
+            time.sleep(pause)
+        last_claim = time.monotonic()
         events = webhook_events_claim_batch(limit=batch_size)
         if not events:
-            if waited or idle_wait <= 0:
-                break
-            waited = True
-            time.sleep(idle_wait)
-            continue
-        waited = False
+            if idle_wait > 0 and not waited:
+                waited = True
+                time.sleep(idle_wait)
+                continue
+            if on_stopping is not None and not stopping:
+                stopping = True
+                on_stopping()
+                continue  # the last look, after whoever relied on this drain can see it stopping
+            report.finished = True
+            break
+        waited = stopping = False
+        last_full = len(events) >= batch_size
         batches += 1
         report.claimed += len(events)
         # A batch takes milliseconds: its events share one subscriptions lookup per workspace.
@@ -191,6 +215,8 @@ def webhook_events_drain(
             break
         if time_budget is not None and time.monotonic() - started >= time_budget:
             break
+        if on_busy is not None:
+            on_busy(len(events))
     return report
 
 

@@ -2,7 +2,9 @@
 
 - ``webhook_events_drain``: process due events batch after batch until none is left (bounded by a time
   budget). Kicked after each stored event commits, at most once per ``KICK_COALESCE_SECONDS`` per process
-  and always once after the last store; beat's sweep is the backstop. Any number may run at once.
+  and always once after the last store, from a kick thread (never on the ack's path); no task is published
+  while a drain runs and will claim again (``DrainRunning``), nor while one is queued (``DrainQueuedSlot``).
+  A drain with a backlog asks for a helper; one out of time hands over. Beat's sweep is the backstop.
 - ``webhook_event_process``: one event by id (kept for callers that name an event).
 - ``webhook_events_requeue_due``: beat, every 30 s: recover expired leases, then drain what is due.
 """
@@ -42,9 +44,35 @@ def webhook_event_process(event_id: int) -> str:
 def webhook_events_drain_task() -> dict[str, int]:
     # First, before claiming: a kick skipped because this task was queued relies on the claims below.
     DrainQueuedSlot.release()
-    # Eager (tests, the embedded mode): the task runs inside the kick, on the webhook's request path.
-    eager = getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)
-    report = webhook_events_drain(time_budget=DRAIN_TIME_BUDGET, idle_wait=0.0 if eager else DRAIN_IDLE_WAIT)
+    if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+        # Eager (tests, the embedded mode): the task runs inside the kick, on the webhook's request path.
+        report = webhook_events_drain(time_budget=DRAIN_TIME_BUDGET, idle_wait=0.0)
+        return {"claimed": report.claimed, "processed": report.processed, "failed": report.failed}
+    batch_size = settings.WEBHOOK_DRAIN_BATCH_SIZE
+
+    def busy(claimed: int) -> None:
+        DrainRunning.mark()
+        if claimed >= batch_size:
+            _publish_drain(helper=True)  # a backlog: a second drain may take its share meanwhile
+
+    DrainRunning.mark()
+    finished = False
+    try:
+        report = webhook_events_drain(
+            batch_size=batch_size,
+            time_budget=DRAIN_TIME_BUDGET,
+            idle_wait=DRAIN_IDLE_WAIT,
+            claim_interval=settings.WEBHOOK_DRAIN_CLAIM_INTERVAL,
+            on_busy=busy,
+            on_stopping=DrainRunning.clear,
+        )
+        finished = report.finished
+    finally:
+        if not finished:
+            DrainRunning.clear()
+    if not finished:
+        # Out of time with events perhaps left, and kicks skipped while this ran: the next drain takes over.
+        _publish_drain()
     return {"claimed": report.claimed, "processed": report.processed, "failed": report.failed}
 
 
@@ -99,6 +127,50 @@ class DrainQueuedSlot:
             logger.warning("could not clear the queued-drain slot; it expires by itself", exc_info=True)
 
 
+class DrainRunning:
+    """Set while a drain task runs and will claim again, so kicks need not publish another task.
+
+    Without it, a steady stream published a drain task per kick interval and web process (up to a hundred a
+    second), each of which claimed an event or two: per event, the workers spent several times what the
+    processing costs. The protocol: a running drain sets the key before its first claim and after every
+    batch; when it finds nothing it deletes the key and only then claims one last time. A kick that saw the
+    key (after its events committed) therefore sees a claim start after that moment: either the drain's next
+    one or its last look. The key expires by itself (``TTL``), so a drain killed mid-batch holds kicks back
+    for at most that long; the beat sweep is the backstop for events stored in between, as for a lost kick.
+    """
+
+    KEY = "webhooks:drain:running"
+    TTL_MS = 2000  # longer than a batch takes; a batch that takes longer only lets a kick publish a task
+
+    @classmethod
+    def mark(cls) -> None:
+        if not DrainQueuedSlot.shared():
+            return
+        try:
+            _redis().set(cls.KEY, 1, px=cls.TTL_MS)
+        except Exception:
+            logger.warning("could not mark the webhook drain as running", exc_info=True)
+
+    @classmethod
+    def clear(cls) -> None:
+        if not DrainQueuedSlot.shared():
+            return
+        try:
+            _redis().delete(cls.KEY)
+        except Exception:
+            # Kicks may skip publishing until the key expires; the sweep covers what they stored meanwhile.
+            logger.warning("could not clear the running-drain mark; it expires by itself", exc_info=True)
+
+    @classmethod
+    def is_set(cls) -> bool:
+        if not DrainQueuedSlot.shared():
+            return False
+        try:
+            return bool(_redis().exists(cls.KEY))
+        except Exception:
+            return False  # Redis is unreachable: publish anyway
+
+
 @functools.lru_cache(maxsize=4)
 def _redis_client(url: str, pid: int) -> Any:
     import redis
@@ -111,7 +183,11 @@ def _redis() -> Any:
     return _redis_client(settings.REDIS_URL, os.getpid())
 
 
-def _publish_drain() -> None:
+def _publish_drain(*, helper: bool = False) -> None:
+    """Queue a drain task, unless one runs and will claim again (``DrainRunning``; ``helper``: a running
+    drain with a backlog asks for another) or one is queued and has not started (``DrainQueuedSlot``)."""
+    if not helper and DrainRunning.is_set():
+        return  # a running drain claims again after this moment (or takes a last look): it takes these
     if not DrainQueuedSlot.take():
         return  # a drain task is queued and has not claimed yet: it will take these events too
     try:
@@ -123,41 +199,46 @@ def _publish_drain() -> None:
 
 
 class CoalescedKick:
-    """Calls ``publish`` at most once per ``interval`` and always once after the last call.
+    """Calls ``publish`` at most once per ``interval`` and always once after the last call, on a thread of
+    its own.
 
-    A call within ``interval`` of the last publish schedules one publish for the end of the interval (later
-    calls ride on it). At a thousand webhooks a second this is fifty drain tasks instead of a thousand.
+    A call only sets a flag for that thread: the caller (the webhook's ack, after its commit) never waits
+    for the broker, and no thread is started per call (a ``threading.Timer`` per coalesced call used to).
+    At a thousand webhooks a second this is at most fifty publishes a second per process.
     """
 
     def __init__(self, publish: Callable[[], None], interval: float) -> None:
         self.publish = publish
         self.interval = interval
-        self._lock = threading.Lock()
-        self._last = -float("inf")
-        self._scheduled = False
+        self._reset()
+
+    def _reset(self) -> None:
         self._pid = os.getpid()
+        self._wakeup = threading.Condition()
+        self._pending = False
+        self._thread: threading.Thread | None = None
 
     def __call__(self) -> None:
-        with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's timer is not ours
-                self._pid, self._scheduled, self._last = os.getpid(), False, -float("inf")
-            if self._scheduled:
-                return
-            wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                self._scheduled = True
-                timer = threading.Timer(wait, self._fire)
-                timer.daemon = True
-                timer.start()
-                return
-            self._last = time.monotonic()
-        self.publish()
+        if self._pid != os.getpid():  # a forked child: the parent's thread and lock are not ours
+            self._reset()
+        with self._wakeup:
+            self._pending = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="webhook-kick", daemon=True)
+                self._thread.start()
+            self._wakeup.notify()
 
-    def _fire(self) -> None:
-        with self._lock:
-            self._scheduled = False
-            self._last = time.monotonic()
-        self.publish()
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._pending:
+                    self._wakeup.wait()
+                self._pending = False
+            try:
+                self.publish()  # after every call that set the flag: their events are committed
+            except Exception:
+                logger.warning("webhook drain kick failed; the sweep will pick the events up", exc_info=True)
+            time.sleep(self.interval)
 
 
 _coalesced_kick = CoalescedKick(_publish_drain, KICK_COALESCE_SECONDS)

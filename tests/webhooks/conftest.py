@@ -19,6 +19,19 @@ META_PID = "106540352242922"  # phone_number_id of Meta's published samples
 PYWA_PID = "1122334455667"  # phone_number_id of pywa's captured samples
 
 
+@pytest.fixture(autouse=True)
+def drain_keys_of_this_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queued-drain slot and the running-drain mark are Redis keys: each test (and xdist worker) gets
+    its own, so one test's running drain never holds another's kicks back."""
+    import uuid
+
+    from webhooks import tasks
+
+    test_id = uuid.uuid4().hex
+    monkeypatch.setattr(tasks.DrainQueuedSlot, "KEY", f"test:drain-queued:{test_id}")
+    monkeypatch.setattr(tasks.DrainRunning, "KEY", f"test:drain-running:{test_id}")
+
+
 @pytest.fixture
 def whapi_channel(team: Any) -> Channel:
     channel = team.channel_a

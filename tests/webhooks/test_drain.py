@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -92,23 +94,41 @@ def test_a_drain_takes_due_retries_but_not_later_ones_nor_events_kept_for_inspec
     assert statuses == {due.pk: "processed", later.pk: "failed", kept.pk: "failed"}
 
 
-def test_a_burst_of_kicks_publishes_once_at_once_and_once_after_the_burst() -> None:
+def test_a_burst_of_kicks_publishes_at_most_twice_and_once_after_the_last_kick() -> None:
     published = threading.Semaphore(0)
-    count: list[int] = []
+    publish_times: list[float] = []
 
     def publish() -> None:
-        count.append(1)
+        publish_times.append(time.monotonic())
         published.release()
 
     kick = CoalescedKick(publish, interval=0.2)
     for _ in range(50):
         kick()
-    assert len(count) == 1  # the first call published; the other 49 wait for one scheduled publish
-    assert published.acquire(timeout=5) and published.acquire(timeout=5)
-    assert len(count) == 2
-    kick()  # a call inside the interval after the scheduled publish: scheduled again, not dropped
+    last_kick = time.monotonic()
     assert published.acquire(timeout=5)
-    assert len(count) == 3
+    if publish_times[-1] < last_kick:  # the first publish started during the burst: one more follows it
+        assert published.acquire(timeout=5)
+    assert publish_times[-1] >= last_kick
+    assert not published.acquire(timeout=0.5)  # nothing more: the 50 kicks cost at most two publishes
+    assert len(publish_times) <= 2
+    kick()  # a kick after the burst: published again, not dropped
+    assert published.acquire(timeout=5)
+
+
+def test_a_kick_returns_without_waiting_for_the_publish() -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_publish() -> None:  # a broker round trip that hangs
+        started.set()
+        release.wait(timeout=10)
+
+    kick = CoalescedKick(slow_publish, interval=0.01)
+    kick()  # would hang here if the caller (a webhook's ack) published itself
+    assert started.wait(timeout=5)
+    kick()
+    release.set()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -128,6 +148,10 @@ def test_storing_events_outside_eager_mode_kicks_one_coalesced_drain(whapi_chann
                 signature_valid=True,
                 event_type="messages.post",
             )
+    deadline = time.monotonic() + 5
+    while not published and time.monotonic() < deadline:  # the kick publishes on its own thread
+        time.sleep(0.01)
+    time.sleep(0.1)
     assert published == [1]  # five commits, one drain task (the rest ride on a scheduled one)
     assert WebhookEvent.objects.filter(status="pending").count() == 5
 
@@ -319,7 +343,7 @@ def test_an_eager_drain_task_never_waits_on_the_request_path(settings, monkeypat
 
     def drain(**kwargs: float) -> DrainReport:
         waits.append(kwargs["idle_wait"])
-        return DrainReport()
+        return DrainReport(finished=True)
 
     monkeypatch.setattr(tasks, "webhook_events_drain", drain)
     monkeypatch.setattr(tasks.DrainQueuedSlot, "release", classmethod(lambda cls: None))
@@ -328,3 +352,75 @@ def test_an_eager_drain_task_never_waits_on_the_request_path(settings, monkeypat
     settings.CELERY_TASK_ALWAYS_EAGER = False
     tasks.webhook_events_drain_task.run()
     assert waits == [0.0, tasks.DRAIN_IDLE_WAIT]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kicks_publish_nothing_while_a_drain_runs_and_a_stopping_drain_looks_once_more(
+    whapi_channel, settings, monkeypatch
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published: list[int] = []
+    monkeypatch.setattr(tasks.webhook_events_drain_task, "apply_async", lambda **kw: published.append(1))
+    tasks.DrainRunning.mark()
+    tasks._publish_drain()
+    assert published == []  # the running drain claims again after this kick
+
+    stops: list[int] = []
+
+    def stopping() -> None:
+        stops.append(1)
+        tasks.DrainRunning.clear()
+        if len(stops) == 1:  # an event whose kick saw the mark just before the drain gave up
+            _pending(whapi_channel, _body(5, range(1)))
+
+    report = webhook_events_drain(on_stopping=stopping)
+    assert (report.processed, report.finished, len(stops)) == (1, True, 2)  # its last look took it
+    assert not tasks.DrainRunning.is_set()
+    tasks._publish_drain()
+    assert published == [1]  # no drain running: the kick publishes
+
+
+def test_a_drain_task_out_of_time_hands_over_and_one_with_a_backlog_asks_for_a_helper(settings, monkeypatch):
+    from webhooks.processor import DrainReport
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published: list[int] = []
+    monkeypatch.setattr(tasks.webhook_events_drain_task, "apply_async", lambda **kw: published.append(1))
+    marked_while_running: list[bool] = []
+
+    def drain(**kwargs: Any) -> DrainReport:
+        marked_while_running.append(tasks.DrainRunning.is_set())
+        kwargs["on_busy"](settings.WEBHOOK_DRAIN_BATCH_SIZE)  # a full claim: a backlog
+        tasks.DrainQueuedSlot.release()  # the helper started
+        kwargs["on_busy"](1)
+        return DrainReport(claimed=101, processed=101, finished=False)  # the time budget ran out
+
+    monkeypatch.setattr(tasks, "webhook_events_drain", drain)
+    tasks.webhook_events_drain_task.run()
+    assert marked_while_running == [True]
+    assert published == [1, 1]  # the helper, then the drain that takes over
+    assert not tasks.DrainRunning.is_set()
+
+
+@pytest.mark.django_db
+def test_a_drain_spaces_its_claims_unless_the_last_one_was_full(whapi_channel, monkeypatch):
+    import time as time_module
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) < 3:  # the next event arrives while the drain waits
+            _pending(whapi_channel, _body(6, range(len(waits), len(waits) + 1)))
+
+    monkeypatch.setattr(time_module, "sleep", sleep)
+    _pending(whapi_channel, _body(6, range(1)))
+    report = webhook_events_drain(claim_interval=30.0)
+    assert report.processed == 3
+    assert len(waits) == 3 and all(0 < wait <= 30.0 for wait in waits)  # before each claim after the first
+
+    waits.clear()
+    for n in range(3):
+        _pending(whapi_channel, _body(7, range(n, n + 1)))
+    report = webhook_events_drain(batch_size=1, claim_interval=30.0, max_batches=3)
+    assert report.processed == 3 and waits == []  # each claim came back full: a backlog, no waiting

@@ -52,6 +52,9 @@ class OutboxMessage(models.Model):
             models.Index(
                 fields=["lease_expires_at"], name="outbox_sending_lease", condition=Q(status="sending")
             ),
+            # Drains look for parked rows several times a second (outbox_resume_due_channels): without
+            # it that look walked every row's (channel, status) entry, sent rows included.
+            models.Index(fields=["channel"], name="outbox_paused", condition=Q(status="paused")),
         ]
 
     def __str__(self) -> str:

@@ -320,3 +320,26 @@ def test_a_row_of_an_unknown_type_fails_instead_of_blocking_the_queue(fake_provi
     assert row.status == OutboxMessage.Status.FAILED
     assert "no sender" in row.last_error
     assert fake_provider.sends() == []
+
+
+def test_looking_for_resumable_numbers_with_nothing_parked_is_two_lookups_and_no_write(fake_provider):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from outbox.services import outbox_resume_due_channels
+
+    channel = provider_channel(fake_provider)
+    send_text(open_chat(channel), "queued, not parked")
+    with CaptureQueriesContext(connection) as queries:
+        assert outbox_resume_due_channels() == 0
+    assert len(queries.captured_queries) == 2
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+
+
+def test_the_parked_rows_lookup_can_be_answered_from_its_partial_index():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # tiny test tables: make an index the only way
+    plan = OutboxMessage.objects.filter(status="paused").explain()
+    assert "outbox_paused" in plan, plan

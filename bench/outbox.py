@@ -120,6 +120,54 @@ def raw_worker(batch_size: int, same_claim: bool) -> None:
             conn.execute(RAW_ACK, (ids,))
 
 
+def floor_worker(batch_size: int, fake_url: str) -> None:
+    """The floor of any drain that makes one HTTP call per message: the raw claim, then one minimal POST
+    per claimed row to the same fake provider (a raw keep-alive socket, the batch's requests pipelined:
+    no HTTP library, no threads, no bookkeeping), then the raw batched ack. A drain cannot beat this on
+    the same machine, so ``floor ÷ raw claim+ack`` bounds the ratio any drain can reach."""
+    import socket
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    parsed = urlparse(fake_url)
+    sock = socket.create_connection((parsed.hostname, parsed.port))
+    reader = sock.makefile("rb")
+
+    def post(row_id: int) -> bytes:
+        body = json.dumps({"to": f"{row_id}@s.whatsapp.net", "body": f"floor {row_id}"}).encode()
+        head = (
+            f"POST /messages/text HTTP/1.1\r\nHost: {parsed.netloc}\r\nAuthorization: Bearer bench-token\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    def read_answer() -> None:
+        status = reader.readline()
+        if not status.startswith(b"HTTP/1.1 2"):
+            raise SystemExit(f"floor: provider answered {status!r}")
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        reader.read(length)
+
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        wait_for_go()
+        while True:
+            now = datetime.now(UTC)
+            params = {"limit": batch_size, "now": now, "lease": now + timedelta(seconds=90)}
+            with conn.transaction():
+                ids = [r[0] for r in conn.execute(RAW_CLAIM, params).fetchall()]
+            if not ids:
+                return
+            sock.sendall(b"".join(post(row_id) for row_id in ids))
+            for _ in ids:
+                read_answer()
+            conn.execute(RAW_ACK, (ids,))
+
+
 def wait_for_go() -> None:
     """Workers start (Python, Django, connections) before the clock does: the parent creates GO_FILE.
     At exit each worker leaves the CPU it used after the go (start-up excluded) for the parent."""
@@ -220,8 +268,9 @@ def reset_fake(fake_url: str) -> None:
     requests.post(f"{fake_url}/_fake/reset", json={}, timeout=10)
 
 
-def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tuple[float, float, float]:
-    """(drain msg/s, raw simple claim+ack rows/s, raw claim+ack with the drain's claim statement rows/s)."""
+def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tuple[float, float, float, float]:
+    """(drain msg/s, raw simple claim+ack rows/s, raw claim+ack with the drain's claim statement rows/s,
+    the one-call-per-message floor msg/s)."""
     from django.db import connection
 
     from outbox.models import OutboxMessage
@@ -242,9 +291,9 @@ def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tupl
             cursor.execute("ANALYZE bench_raw_outbox")
         connection.close()
 
-    def raw(*extra: str) -> float:
+    def raw(*extra: str, kind: str = "raw") -> float:
         copy_table()
-        elapsed, _cpu = run_workers("raw", workers, batch_size, *extra)
+        elapsed, _cpu = run_workers(kind, workers, batch_size, *extra)
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM bench_raw_outbox WHERE status = 'sent'")
             assert cursor.fetchone()[0] == count
@@ -263,7 +312,8 @@ def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tupl
     assert len(received) == count, f"provider got {len(received)} calls for {count} rows"
     simple = raw()
     same = raw("--same-claim")
-    return count / ours, simple, same
+    floor = raw("--fake-url", fake_url, kind="floor")
+    return count / ours, simple, same, floor
 
 
 def latency(fake_url: str, count: int, kick: bool) -> list[float]:
@@ -308,6 +358,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--drain-worker", action="store_true")
     parser.add_argument("--raw-worker", action="store_true")
+    parser.add_argument("--floor-worker", action="store_true")
+    parser.add_argument("--fake-url", help="floor worker: the fake provider")
     parser.add_argument("--same-claim", action="store_true", help="raw worker: the drain's claim statement")
     parser.add_argument("--batch", default="100,200", help="claim size(s), comma-separated: each is measured")
     parser.add_argument("--messages", type=int, default=5000)
@@ -324,6 +376,9 @@ def main() -> None:
         return
     if args.raw_worker:
         raw_worker(int(args.batch), args.same_claim)
+        return
+    if args.floor_worker:
+        floor_worker(int(args.batch), args.fake_url)
         return
 
     lab.ensure_database(os.environ["DATABASE_URL"])
@@ -362,7 +417,7 @@ def main() -> None:
                     f"  {workers} processes, batch {batch}: drain {measured[0]:.1f} msg/s, raw {measured[1]:.1f}"
                 )
         best = max(sweep, key=lambda shape: shape["per_s"][0])
-        ours, raw, raw_same = (float(x) for x in best["per_s"])
+        ours, raw, raw_same, floor = (float(x) for x in best["per_s"])
         args.workers, args.batch = best["workers"], best["batch"]
         if not args.skip_latency:
             kick = latency(fake_url, args.latency_messages, kick=True)
@@ -381,6 +436,11 @@ def main() -> None:
         "ratio": round(ours / raw, 3),
         "raw_same_claim_per_s": round(raw_same, 1),
         "ratio_to_same_claim": round(ours / raw_same, 3),
+        # The fastest any drain making one HTTP call per message could go here, and the ratio it would
+        # reach: the bound on "ratio" that this machine and the fake provider set.
+        "floor_one_call_per_message_per_s": round(floor, 1),
+        "floor_ratio_to_raw": round(floor / raw, 3),
+        "ratio_to_floor": round(ours / floor, 3),
         "sweep": [
             {
                 "workers": shape["workers"],
@@ -398,6 +458,10 @@ def main() -> None:
     print(f"raw psycopg claim-and-ack     : {raw:8.1f} rows/s (same table shape, same Postgres, same run)")
     print(f"ratio                         : {ours / raw:8.3f}")
     print(f"raw, the drain's claim SQL    : {raw_same:8.1f} rows/s (ratio {ours / raw_same:.3f})")
+    print(
+        f"floor, raw + 1 HTTP call/row  : {floor:8.1f} msg/s (its own ratio to raw {floor / raw:.3f}; "
+        f"the drain ÷ floor {ours / floor:.3f})"
+    )
     if args.skip_latency:
         print(json.dumps(result))
         if args.json:

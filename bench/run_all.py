@@ -120,7 +120,9 @@ def f3(quick: bool) -> dict[str, Any]:
         tokens={"webhook_secret": ingest.SECRET, "api_token": "unused"},
     )
     connection.close()
-    levels = [2, 4, 8] if quick else [2, 4, 8, 16]
+    # The figure is the highest rate whose p99 stays under 100 ms: the sweep goes on past 16 clients, where
+    # the rate was still climbing (the baselines are measured at the same levels).
+    levels = [2, 4, 8] if quick else [2, 4, 8, 16, 32, 64]
     per_level = 600 if quick else 1500
     app_port, base_port = lab.free_port(), lab.free_port()
     web_workers = 2

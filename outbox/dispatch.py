@@ -193,6 +193,11 @@ class SendScheduler:
     def submit_at(self, moment: float, call: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
         with self._changed:
+            if not self._queue and moment <= time.monotonic():
+                # Due now and nothing waiting before it (calls no rate governs, an idle number's first
+                # slot): straight to the pool, without waking this scheduler's thread for the hand-over.
+                self._pool.submit(_run_into, call, future)
+                return future
             heapq.heappush(self._queue, (moment, next(self._order), call, future))
             self._changed.notify()
         return future

@@ -170,3 +170,42 @@ def test_an_echo_and_a_delivered_status_that_beat_the_send_response_end_in_one_m
         other.refresh_from_db()
         assert (other.status, other.wa_message_id) == (Message.Status.SENT, ids[other.text])
         assert other.events.filter(kind="sent").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_status_that_beats_the_send_response_is_applied_in_a_batch(fake_provider):
+    """No echo, only the status: it is parked for an id we do not know yet, and the batch's recording
+    finds it and applies it to the message that gets that id."""
+    from inbox.services import inbound_events_apply
+
+    channel = provider_channel(fake_provider)
+    chat = open_chat(channel)
+    message = send_text(chat, "read before answered")
+    others = [send_text(open_chat(channel), f"plain {n}") for n in range(3)]
+
+    def status_first(request, message_id) -> None:
+        if b"read before answered" not in request.body:
+            return
+        try:
+            inbound_events_apply(
+                channel=channel,
+                events=[
+                    StatusUpdate(
+                        wa_message_id=message_id,
+                        status="read",
+                        timestamp=timezone.now(),
+                        wa_chat_id=chat.wa_chat_id,
+                    )
+                ],
+            )
+        finally:
+            connection.close()
+
+    fake_provider.before_respond = status_first
+    outbox_drain()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.READ and message.read_at is not None
+    for other in others:
+        other.refresh_from_db()
+        assert other.status == Message.Status.SENT

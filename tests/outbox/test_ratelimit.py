@@ -397,3 +397,23 @@ def test_a_running_drain_resumes_a_number_whose_pause_ended(fake_provider) -> No
     outbox_drain(batch_size=1, time_budget=3.0, clock=clock)
     assert OutboxMessage.objects.get(channel=paused).status == "sent"
     assert Channel.objects.get(pk=paused.pk).status == Channel.Status.CONNECTED
+
+
+def test_a_due_call_with_nothing_waiting_goes_straight_to_the_pool():
+    """Without a slot to wait for, a call does not need the scheduler's thread (one thread hand-over
+    less per message); a call with a later slot, or behind one, still waits for that thread."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from outbox.dispatch import SendScheduler
+
+    class StalledScheduler(SendScheduler):
+        def _run(self) -> None:  # its thread never hands anything over
+            return
+
+    scheduler = StalledScheduler(ThreadPoolExecutor(max_workers=2))
+    assert scheduler.submit_at(time.monotonic(), lambda: "now").result(timeout=2) == "now"
+    later = scheduler.submit_at(time.monotonic() + 0.01, lambda: "later")
+    behind = scheduler.submit_at(time.monotonic(), lambda: "behind")
+    time.sleep(0.1)
+    assert not later.done() and not behind.done()

@@ -91,7 +91,11 @@ def webhook_event_claim(*, event_id: int, now: datetime | None = None) -> Webhoo
     return WebhookEvent.objects.select_related("channel").get(pk=event_id)
 
 
-CLAIM_BATCH_SQL = """
+_EVENT_FIELDS = WebhookEvent._meta.concrete_fields
+_CHANNEL_FIELDS = Channel._meta.concrete_fields
+# The claimed rows come back with the claim (RETURNING), in the model's field order: one statement where a
+# claim and then a query for the rows were two, and no ORM query compiled per batch.
+CLAIM_BATCH_SQL = f"""
 WITH picked AS (
     SELECT id FROM webhooks_webhookevent
     WHERE status IN ('pending', 'failed') AND next_attempt_at <= %(now)s
@@ -103,8 +107,26 @@ UPDATE webhooks_webhookevent e
 SET status = 'processing', attempts = e.attempts + 1, lease_expires_at = %(lease)s
 FROM picked
 WHERE e.id = picked.id
-RETURNING e.id
-"""
+RETURNING {", ".join(f"e.{field.column}" for field in _EVENT_FIELDS)}
+"""  # noqa: S608 (column names from the model)
+_CHANNELS_SQL = f"""
+SELECT {", ".join(str(field.column) for field in _CHANNEL_FIELDS)} FROM channels_app_channel WHERE id = ANY(%s)
+"""  # noqa: S608
+
+
+def _models_from_rows(model: type[Any], fields: Any, rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Instances from rows holding every concrete field in order, as the ORM would load them."""
+    converters = [
+        (index, field.from_db_value) for index, field in enumerate(fields) if hasattr(field, "from_db_value")
+    ]
+    attnames = [field.attname for field in fields]
+    instances = []
+    for row in rows:
+        values = list(row)
+        for index, convert in converters:
+            values[index] = convert(values[index], None, connection)
+        instances.append(model.from_db(connection.alias, attnames, values))
+    return instances
 
 
 def webhook_events_claim_batch(*, limit: int = 50, now: datetime | None = None) -> list[WebhookEvent]:
@@ -115,24 +137,38 @@ def webhook_events_claim_batch(*, limit: int = 50, now: datetime | None = None) 
     """
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        with transaction.atomic(), connection.cursor() as cursor:
+        # One statement, so autocommit commits it; the rows come back with it.
+        with connection.cursor() as cursor:
             cursor.execute(CLAIM_BATCH_SQL, {"now": now, "lease": now + LEASE, "limit": limit})
-            ids = [row[0] for row in cursor.fetchall()]
-    else:
-        with transaction.atomic():
-            ids = list(
-                WebhookEvent.objects.filter(
-                    status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED],
-                    next_attempt_at__lte=now,
-                )
-                .order_by("next_attempt_at", "id")
-                .values_list("id", flat=True)[:limit]
+            rows = cursor.fetchall()
+        if not rows:
+            return []
+        claimed: list[WebhookEvent] = _models_from_rows(WebhookEvent, _EVENT_FIELDS, rows)
+        claimed.sort(key=lambda event: (event.next_attempt_at, event.pk))
+        channel_ids = list({event.channel_id for event in claimed if event.channel_id})
+        channels: dict[Any, Channel] = {}
+        if channel_ids:
+            with connection.cursor() as cursor:
+                cursor.execute(_CHANNELS_SQL, [channel_ids])
+                channels = {c.pk: c for c in _models_from_rows(Channel, _CHANNEL_FIELDS, cursor.fetchall())}
+        # One Channel per number in the batch, not one per event (select_related built one per row).
+        for event in claimed:
+            event.channel = channels.get(event.channel_id) if event.channel_id else None
+        return claimed
+    with transaction.atomic():
+        ids = list(
+            WebhookEvent.objects.filter(
+                status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED],
+                next_attempt_at__lte=now,
             )
-            WebhookEvent.objects.filter(id__in=ids).update(
-                status=WebhookEvent.Status.PROCESSING,
-                attempts=F("attempts") + 1,
-                lease_expires_at=now + LEASE,
-            )
+            .order_by("next_attempt_at", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        WebhookEvent.objects.filter(id__in=ids).update(
+            status=WebhookEvent.Status.PROCESSING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + LEASE,
+        )
     if not ids:
         return []
     events = list(WebhookEvent.objects.filter(id__in=ids).order_by("next_attempt_at", "id"))

@@ -424,3 +424,20 @@ def test_a_drain_spaces_its_claims_unless_the_last_one_was_full(whapi_channel, m
         _pending(whapi_channel, _body(7, range(n, n + 1)))
     report = webhook_events_drain(batch_size=1, claim_interval=30.0, max_batches=3)
     assert report.processed == 3 and waits == []  # each claim came back full: a backlog, no waiting
+
+
+@pytest.mark.django_db
+def test_claimed_events_come_back_with_the_claim_as_the_orm_loads_them(whapi_channel):
+    from webhooks.processor import webhook_events_claim_batch
+
+    event = _pending(whapi_channel, b"\x00\xffbinary", headers={"content-type": "application/json"})
+    (claimed,) = webhook_events_claim_batch(limit=10)
+    loaded = WebhookEvent.objects.get(pk=event.pk)
+    field_names = [field.attname for field in WebhookEvent._meta.concrete_fields]
+    as_claimed = {name: getattr(claimed, name) for name in field_names}
+    assert as_claimed == {name: getattr(loaded, name) for name in field_names}
+    assert (as_claimed["status"], as_claimed["attempts"]) == ("processing", 1)
+    assert bytes(claimed.raw_body) == b"\x00\xffbinary" and claimed.headers == {
+        "content-type": "application/json"
+    }
+    assert claimed.channel == whapi_channel and claimed.channel.workspace_id == whapi_channel.workspace_id

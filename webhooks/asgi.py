@@ -17,8 +17,10 @@ one POST at a time this is one commit per POST, as before; under load the per-co
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -28,11 +30,13 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import InterfaceError, OperationalError, connection
+from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
 
 from config.metrics import HTTP_DURATION
-from config.request_context import _SAFE_REQUEST_ID, new_request_id
+from config.request_context import _SAFE_REQUEST_ID
 from webhooks.ingest import IncomingWebhook, WebhookAnswer, too_large, webhook_receive_many
 
 logger = logging.getLogger(__name__)
@@ -91,7 +95,8 @@ class WebhookFront:
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }
         incoming_id = headers.get("x-request-id", "")
-        request_id = incoming_id if _SAFE_REQUEST_ID.match(incoming_id) else new_request_id()
+        # new_request_id's format (32 hex digits) without building a UUID object per POST.
+        request_id = incoming_id if _SAFE_REQUEST_ID.match(incoming_id) else os.urandom(16).hex()
         if not _host_allowed(headers.get("host", "")):
             answer = WebhookAnswer(400, {"error": "bad host"})
         else:
@@ -128,9 +133,7 @@ class WebhookFront:
             }
         )
         await send({"type": "http.response.body", "body": content})
-        HTTP_DURATION.labels(route=_ROUTE_LABELS[label], method="POST", status=str(answer.status)).observe(
-            time.perf_counter() - started
-        )
+        _duration_metric(label, answer.status).observe(time.perf_counter() - started)
 
 
 class _GroupCommit:
@@ -173,9 +176,29 @@ class _GroupCommit:
         self._start()
 
 
+@functools.lru_cache(maxsize=64)
+def _duration_metric(label: str, status: int) -> Any:
+    """The request-duration histogram's child for a route and status (``labels()`` locks and looks it up)."""
+    return HTTP_DURATION.labels(route=_ROUTE_LABELS[label], method="POST", status=str(status))
+
+
 def _host_allowed(host_header: str) -> bool:
-    domain, _port = split_domain_port(host_header)
-    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+    allowed = _hosts_checked.get(host_header)
+    if allowed is None:
+        domain, _port = split_domain_port(host_header)
+        allowed = bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+        if len(_hosts_checked) < 64:  # the few names providers use; anything else is checked each time
+            _hosts_checked[host_header] = allowed
+    return allowed
+
+
+_hosts_checked: dict[str, bool] = {}
+
+
+@receiver(setting_changed)
+def _hosts_forget(*, setting: str, **kwargs: Any) -> None:
+    if setting == "ALLOWED_HOSTS":
+        _hosts_checked.clear()
 
 
 class _ClientGone(Exception):

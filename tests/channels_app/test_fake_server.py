@@ -107,3 +107,37 @@ def test_it_posts_signed_sent_delivered_read_callbacks(collector, provider):
         assert status["id"] == message_id
         statuses.append(status["status"])
     assert statuses == ["sent", "delivered", "read"]
+
+
+def _exchange(fake_provider, raw: bytes) -> bytes:
+    import socket
+
+    host, port = fake_provider.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_it_reads_pipelined_requests_on_one_connection_and_names_headers_in_any_case(fake_provider):
+    body = b'{"to": "4915550001@s.whatsapp.net", "body": "one"}'
+    request = (
+        b"POST /messages/text HTTP/1.1\r\nHost: x\r\nauthorization: Bearer tok-a\r\n"
+        b"CONTENT-TYPE: application/json\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    closing = request.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n").replace(b"tok-a", b"tok-b")
+    answer = _exchange(fake_provider, request + closing)
+
+    assert answer.count(b"HTTP/1.1 201") == 2
+    sends = fake_provider.sends()
+    assert [s.bearer for s in sends] == ["tok-a", "tok-b"]
+    assert sends[0].json == {"to": "4915550001@s.whatsapp.net", "body": "one"}
+    assert sends[0].headers["content-type"] == "application/json"
+
+
+def test_a_malformed_request_line_is_answered_400(fake_provider):
+    answer = _exchange(fake_provider, b"NONSENSE\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0]

@@ -120,6 +120,34 @@ def raw_worker(batch_size: int, same_claim: bool) -> None:
             conn.execute(RAW_ACK, (ids,))
 
 
+def requests_floor_worker(batch_size: int, fake_url: str) -> None:
+    """The floor of any drain that sends through ``requests`` (issue 4's transport library): the raw
+    claim, one call per row through the transports' own lean call (``JsonPost``), the raw ack; no
+    Django, no threads, no bookkeeping."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from channels_app.providers.sending import JsonPost
+
+    post = JsonPost(f"{fake_url}/messages/text", {"Authorization": "Bearer bench-token"})
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        wait_for_go()
+        while True:
+            now = datetime.now(UTC)
+            params = {"limit": batch_size, "now": now, "lease": now + timedelta(seconds=90)}
+            with conn.transaction():
+                ids = [r[0] for r in conn.execute(RAW_CLAIM, params).fetchall()]
+            if not ids:
+                return
+            for row_id in ids:
+                answer = post({"to": f"{row_id}@s.whatsapp.net", "body": f"floor {row_id}"}, timeout=(3, 20))
+                if answer.status_code >= 300:
+                    raise SystemExit(f"requests floor: provider answered {answer.status_code}")
+                answer.json()
+            conn.execute(RAW_ACK, (ids,))
+
+
 def floor_worker(batch_size: int, fake_url: str) -> None:
     """The floor of any drain that makes one HTTP call per message: the raw claim, then one minimal POST
     per claimed row to the same fake provider (a raw keep-alive socket, the batch's requests pipelined:
@@ -291,7 +319,7 @@ def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tupl
             cursor.execute("ANALYZE bench_raw_outbox")
         connection.close()
 
-    def raw(*extra: str, kind: str = "raw") -> float:
+    def raw(*extra: str, kind: str = "raw", workers: int = workers) -> float:
         copy_table()
         elapsed, _cpu = run_workers(kind, workers, batch_size, *extra)
         with connection.cursor() as cursor:
@@ -313,7 +341,9 @@ def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tupl
     simple = raw()
     same = raw("--same-claim")
     floor = raw("--fake-url", fake_url, kind="floor")
-    return count / ours, simple, same, floor
+    # Calls through requests are latency-bound one at a time: enough processes to keep both cores busy.
+    requests_floor = raw("--fake-url", fake_url, kind="requests-floor", workers=max(workers, 4))
+    return count / ours, simple, same, floor, requests_floor
 
 
 def latency(fake_url: str, count: int, kick: bool) -> list[float]:
@@ -359,6 +389,7 @@ def main() -> None:
     parser.add_argument("--drain-worker", action="store_true")
     parser.add_argument("--raw-worker", action="store_true")
     parser.add_argument("--floor-worker", action="store_true")
+    parser.add_argument("--requests-floor-worker", action="store_true")
     parser.add_argument("--fake-url", help="floor worker: the fake provider")
     parser.add_argument("--same-claim", action="store_true", help="raw worker: the drain's claim statement")
     parser.add_argument("--batch", default="100,200", help="claim size(s), comma-separated: each is measured")
@@ -379,6 +410,9 @@ def main() -> None:
         return
     if args.floor_worker:
         floor_worker(int(args.batch), args.fake_url)
+        return
+    if args.requests_floor_worker:
+        requests_floor_worker(int(args.batch), args.fake_url)
         return
 
     lab.ensure_database(os.environ["DATABASE_URL"])
@@ -417,7 +451,7 @@ def main() -> None:
                     f"  {workers} processes, batch {batch}: drain {measured[0]:.1f} msg/s, raw {measured[1]:.1f}"
                 )
         best = max(sweep, key=lambda shape: shape["per_s"][0])
-        ours, raw, raw_same, floor = (float(x) for x in best["per_s"])
+        ours, raw, raw_same, floor, requests_floor = (float(x) for x in best["per_s"])
         args.workers, args.batch = best["workers"], best["batch"]
         if not args.skip_latency:
             kick = latency(fake_url, args.latency_messages, kick=True)
@@ -441,6 +475,9 @@ def main() -> None:
         "floor_one_call_per_message_per_s": round(floor, 1),
         "floor_ratio_to_raw": round(floor / raw, 3),
         "ratio_to_floor": round(ours / floor, 3),
+        # The same floor with each call made through requests (the transports' library, issue 4).
+        "requests_floor_per_s": round(requests_floor, 1),
+        "requests_floor_ratio_to_raw": round(requests_floor / raw, 3),
         "sweep": [
             {
                 "workers": shape["workers"],
@@ -461,6 +498,10 @@ def main() -> None:
     print(
         f"floor, raw + 1 HTTP call/row  : {floor:8.1f} msg/s (its own ratio to raw {floor / raw:.3f}; "
         f"the drain ÷ floor {ours / floor:.3f})"
+    )
+    print(
+        f"floor, calls through requests : {requests_floor:8.1f} msg/s (its own ratio to raw "
+        f"{requests_floor / raw:.3f}; the drain ÷ it {ours / requests_floor:.3f})"
     )
     if args.skip_latency:
         print(json.dumps(result))

@@ -191,13 +191,12 @@ class SendScheduler:
         threading.Thread(target=self._run, name="outbox-send-scheduler", daemon=True).start()
 
     def submit_at(self, moment: float, call: Callable[[], Any]) -> Future[Any]:
-        future: Future[Any] = Future()
         with self._changed:
             if not self._queue and moment <= time.monotonic():
                 # Due now and nothing waiting before it (calls no rate governs, an idle number's first
                 # slot): straight to the pool, without waking this scheduler's thread for the hand-over.
-                self._pool.submit(_run_into, call, future)
-                return future
+                return self._pool.submit(call)
+            future: Future[Any] = Future()
             heapq.heappush(self._queue, (moment, next(self._order), call, future))
             self._changed.notify()
         return future

@@ -32,6 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -179,8 +180,13 @@ def _load_claimed(ids: list[int]) -> list[OutboxMessage]:
     """The claimed rows with what sending needs. A batch's rows share a few numbers: each Channel is loaded
     once, not joined into every row (building the same Channel a hundred times was a fifth of a drain's
     time); quoted messages are fetched only for the rows that quote one."""
+    claimed: Any = ids
+    if connection.vendor == "postgresql":
+        # The ids as one JSON parameter: an IN list of a batch's ids was a new statement per batch size,
+        # with every id quoted by psycopg in Python.
+        claimed = RawSQL("SELECT (jsonb_array_elements_text(%s::jsonb))::bigint", [json.dumps(ids)])
     rows = list(
-        OutboxMessage.objects.filter(id__in=ids)
+        OutboxMessage.objects.filter(id__in=claimed)
         .select_related("message")
         .order_by("-priority", "created_at", "id")
     )

@@ -357,18 +357,14 @@ class OutboxHooks:
             return
         if connection.vendor == "postgresql":
             # Built by Postgres from the ids: the ORM's bulk_create took a tenth of a drain's Python time.
+            # One JSON parameter: psycopg dumps array parameters element by element in Python.
+            claimed = json.dumps([[row.message_id, row.attempts, row.pk] for row in with_message])
             with connection.cursor() as cursor:
                 cursor.execute(
                     "INSERT INTO inbox_messageevent (message_id, kind, detail, occurred_at) "
-                    "SELECT m, %s, jsonb_build_object('attempt', a, 'outbox_id', o), %s "
-                    "FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS t(m, a, o)",
-                    [
-                        MessageEvent.Kind.CLAIMED,
-                        occurred_at,
-                        [row.message_id for row in with_message],
-                        [row.attempts for row in with_message],
-                        [row.pk for row in with_message],
-                    ],
+                    "SELECT (t->>0)::bigint, %s, jsonb_build_object('attempt', t->1, 'outbox_id', t->2), %s "
+                    "FROM jsonb_array_elements(%s::jsonb) AS t",
+                    [MessageEvent.Kind.CLAIMED, occurred_at, claimed],
                 )
             return
         MessageEvent.objects.bulk_create(

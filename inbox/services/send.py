@@ -404,8 +404,9 @@ class OutboxHooks:
         keys = sorted({f"wamid:{row.channel_id}:{wa_id}" for row, wa_id in by_message.values()})
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k ORDER BY k",
-                [keys],
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                "FROM (SELECT k FROM jsonb_array_elements_text(%s::jsonb) AS k ORDER BY k) AS ids",
+                [json.dumps(keys)],  # one JSON parameter: psycopg dumps a text array key by key in Python
             )
         # Ids an echo or an early status already brought: one statement, the pairs as one JSON parameter
         # (two ORM queries with IN lists had psycopg quote every id in Python).

@@ -209,3 +209,51 @@ def test_a_read_status_that_beats_the_send_response_is_applied_in_a_batch(fake_p
     for other in others:
         other.refresh_from_db()
         assert other.status == Message.Status.SENT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_recording_waits_for_a_webhook_holding_the_same_message_id(fake_provider):
+    """The batch path takes the very locks the webhook side takes (same key, same hash), so an echo being
+    applied for an id and the send's recording of that id never interleave."""
+    import threading
+
+    from django.db import transaction
+
+    from channels_app.providers.base import SendResult
+    from inbox.services.receive import _lock_wa_message_id
+    from outbox.services import outbox_claim_batch, outbox_record_successes
+
+    channel = provider_channel(fake_provider)
+    for n in range(2):
+        send_text(open_chat(channel), f"locked {n}")
+    rows = outbox_claim_batch(limit=10)
+    holding, release, recorded = threading.Event(), threading.Event(), threading.Event()
+
+    def webhook_side() -> None:
+        try:
+            with transaction.atomic():
+                _lock_wa_message_id(channel.pk, "wamid.locked-0")
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def record() -> None:
+        try:
+            results = [(row, SendResult(wa_message_id=f"wamid.locked-{n}")) for n, row in enumerate(rows)]
+            outbox_record_successes(results=results)
+            recorded.set()
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=webhook_side)
+    holder.start()
+    assert holding.wait(10)
+    recorder = threading.Thread(target=record)
+    recorder.start()
+    assert not recorded.wait(0.5)  # blocked on the webhook side's lock
+    release.set()
+    holder.join(10)
+    recorder.join(10)
+    assert recorded.is_set()
+    assert set(Message.objects.filter(chat__channel=channel).values_list("status", flat=True)) == {"sent"}

@@ -93,16 +93,16 @@ def drain_worker(batch_size: int) -> None:
 
 
 def drain_claim_sql() -> str:
-    """The drain's own claim statement (outbox.services.CLAIM_SQL), aimed at the copy of the table. Read
+    """The drain's own claim statement (outbox/services/claim.py CLAIM_SQL), aimed at the copy of the table. Read
     from the source, not imported: importing it would start Django in the raw workers."""
     import ast
 
-    tree = ast.parse((ROOT / "outbox" / "services.py").read_text())
+    tree = ast.parse((ROOT / "outbox" / "services" / "claim.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CLAIM_SQL":
             assert isinstance(node.value, ast.Constant)
             return str(node.value.value).replace("outbox_outboxmessage", "bench_raw_outbox")
-    raise SystemExit("CLAIM_SQL not found in outbox/services.py")
+    raise SystemExit("CLAIM_SQL not found in outbox/services/claim.py")
 
 
 def raw_worker(batch_size: int, same_claim: bool) -> None:
@@ -301,9 +301,11 @@ def reset_fake(fake_url: str) -> None:
     requests.post(f"{fake_url}/_fake/reset", json={}, timeout=10)
 
 
-def throughput(fake_url: str, count: int, workers: int, batch_size: int) -> tuple[float, float, float, float]:
+def throughput(
+    fake_url: str, count: int, workers: int, batch_size: int
+) -> tuple[float, float, float, float, float]:
     """(drain msg/s, raw simple claim+ack rows/s, raw claim+ack with the drain's claim statement rows/s,
-    the one-call-per-message floor msg/s)."""
+    the one-call-per-message floor msg/s, the same floor through requests msg/s)."""
     from django.db import connection
 
     from outbox.models import OutboxMessage

@@ -285,6 +285,7 @@ WEBSOCKET_CHECKS = {"ws/inbox/"}
 def test_every_websocket_route_keeps_charlie_out_of_workspace_a(team: Any) -> None:
     from config.asgi import application
     from config.routing import websocket_urlpatterns
+    from inbox.models import Message
     from inbox.realtime import push_message_created, push_message_updated, push_messages_updated
     from inbox.services import chat_assign
     from tests.factories import MessageFactory
@@ -301,7 +302,7 @@ def test_every_websocket_route_keeps_charlie_out_of_workspace_a(team: Any) -> No
         message = MessageFactory(chat=team.chat_a, text="private to A")
         push_message_created(message, team.chat_a)
         push_message_updated(message)
-        push_messages_updated([message])
+        push_messages_updated([Message.objects.select_related("channel").get(pk=message.pk)])
 
     async def scenario(path: str) -> None:
         socket = WebsocketCommunicator(

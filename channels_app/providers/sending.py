@@ -92,8 +92,10 @@ def network_error(exc: requests.RequestException, provider: str) -> TransportErr
 
 
 def json_or_empty(response: requests.Response) -> dict:
+    # json.loads reads the bytes itself (UTF-8/16/32, as JSON allows): Response.json() first decoded the
+    # body to text, guessing its encoding, on every send.
     try:
-        body = response.json()
+        body = json.loads(response.content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

@@ -30,11 +30,22 @@ def test_a_subscribed_workspace_gets_one_status_delivery_per_message_sent_in_a_b
     channel = provider_channel(fake_provider, workspace=workspace)
     messages = [send_text(open_chat(channel), f"hello {n}") for n in range(5)]
 
-    report = outbox_drain(batch_size=50)
+    rows = outbox_claim_batch(limit=50)
+    from outbox.dispatch import BatchSender
+    from outbox.services import DrainReport
 
-    assert report.sent >= 5
-    sent_ids = sorted(d.payload["data"]["message"]["id"] for d in _deliveries("message.status"))
-    assert sent_ids == sorted(m.pk for m in messages)
+    report = DrainReport()
+    with CaptureQueriesContext(connection) as queries:
+        BatchSender().send(rows, report)
+
+    assert report.sent == 5
+    deliveries = _deliveries("message.status")
+    assert sorted(d.payload["data"]["message"]["id"] for d in deliveries) == sorted(m.pk for m in messages)
+    # The event says what the recording wrote, not the message as it was claimed.
+    assert all(d.payload["data"]["message"]["status"] == "sent" for d in deliveries)
+    assert all(d.payload["data"]["message"]["wa_message_id"] for d in deliveries)
+    # Every field the event carries was loaded with the claim: no query per message for one.
+    assert not [q for q in queries.captured_queries if q["sql"].startswith('SELECT "inbox_message"')]
 
 
 def test_an_unsubscribed_workspace_records_a_batch_with_one_subscription_lookup(fake_provider):
@@ -53,9 +64,15 @@ def test_an_unsubscribed_workspace_records_a_batch_with_one_subscription_lookup(
     lookups = [q for q in queries.captured_queries if "outbox_eventsubscription" in q["sql"]]
     chat_loads = [q for q in queries.captured_queries if q["sql"].startswith('SELECT "inbox_chat"')]
     channel_loads = [q for q in queries.captured_queries if 'FROM "channels_app_channel"' in q["sql"]]
+    row_loads = [
+        q
+        for q in queries.captured_queries
+        if q["sql"].startswith(('SELECT "inbox_message"', 'SELECT "outbox_outboxmessage"'))
+    ]
     assert len(lookups) == 1
     assert chat_loads == []
     assert channel_loads == []  # each number's Channel came with the claim, for the rows and their messages
+    assert row_loads == []  # nothing the claim left unloaded (claim.UNSENT_*_FIELDS) is read while sending
     assert not _deliveries("message.status")
 
 

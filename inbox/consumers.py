@@ -183,14 +183,18 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     async def message_updated(self, event: dict[str, Any]) -> None:
         await self._send_bubble(event)
 
+    async def messages_created(self, event: dict[str, Any]) -> None:
+        await self._send_bubbles("message.created", event["items"])
+
     async def messages_updated(self, event: dict[str, Any]) -> None:
+        await self._send_bubbles("message.updated", event["items"])
+
+    async def _send_bubbles(self, kind: str, items: list[list[int]]) -> None:
         # Sent to the whole workspace: only the bubbles of the chat this page has open (its access was
         # checked when it joined) are rendered.
-        for chat_id, message_id in event["items"]:
+        for chat_id, message_id in items:
             if chat_id == self.chat_id:
-                await self._send_bubble(
-                    {"type": "message.updated", "message_id": message_id, "chat_id": chat_id}
-                )
+                await self._send_bubble({"type": kind, "message_id": message_id, "chat_id": chat_id})
 
     async def message_removed(self, event: dict[str, Any]) -> None:
         if event.get("chat_id") == self.chat_id:

@@ -219,3 +219,36 @@ def test_a_repeat_with_a_new_profile_name_renames_the_chat_and_pushes_its_row(
     assert (result.messages_created, result.messages_duplicate) == (0, 1)
     assert chat.contact_name == "Ana Maria" and chat.contact is not None and chat.contact.name == "Ana Maria"
     assert len(callbacks) == 1  # the chat row's push
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_pushed_to_its_workspace_as_one_messages_created_then_one_chats_updated(team):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from tenants.realtime import _push_loop, workspace_group
+
+    layer = get_channel_layer()
+    listener = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(workspace_group(team.channel_a.workspace_id), listener)
+    received = [
+        ReceivedMessage(customer(f"push.{n}", f"49155500{n:02d}@s.whatsapp.net", T0), RECEIVED_AT)
+        for n in range(4)
+    ]
+    inbound_messages_apply_batch(channel=team.channel_a, received=received)
+    _push_loop.flush()
+
+    async def frames() -> list[dict]:
+        import asyncio
+
+        out = []
+        while True:
+            try:
+                out.append(await asyncio.wait_for(layer.receive(listener), timeout=0.5))
+            except TimeoutError:
+                return out
+
+    pushed = async_to_sync(frames)()
+    assert [f["type"] for f in pushed] == ["messages.created", "chats.updated"]
+    messages = Message.objects.filter(channel=team.channel_a, wa_message_id__startswith="push.")
+    assert sorted(map(tuple, pushed[0]["items"])) == sorted((m.chat_id, m.pk) for m in messages)

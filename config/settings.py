@@ -231,8 +231,9 @@ LOGIN_REDIRECT_URL = "/inbox/"
 # Webhook bodies are capped (providers' largest events are far below this).
 WEBHOOK_MAX_BODY_BYTES = 3 * 1024 * 1024
 # Webhook stores in flight at once per web process (webhooks.asgi: each is one thread, one database
-# connection and one commit for all the POSTs that were waiting).
-WEBHOOK_INGEST_THREADS = int(os.environ.get("WEBHOOK_INGEST_THREADS", "4"))
+# connection and one commit for all the POSTs that were waiting). Two, not four: fewer stores in flight
+# means more POSTs per commit; in alternating F3 runs 2 beat 4 in every pair (docs/performance.md).
+WEBHOOK_INGEST_THREADS = int(os.environ.get("WEBHOOK_INGEST_THREADS", "2"))
 # Stored webhook events per processing claim. Plain customer messages in one claim are applied in one
 # transaction, so larger claims process faster; each holds its chats' row locks until it commits.
 WEBHOOK_DRAIN_BATCH_SIZE = int(os.environ.get("WEBHOOK_DRAIN_BATCH_SIZE", "100"))

@@ -9,6 +9,7 @@ on the table's row type), so each column gets exactly the conversion its type de
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,22 +33,29 @@ def json_value(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _insert_plan(model: type[models.Model]) -> tuple[list[tuple[str, Any]], str]:
+    """The model's (column, field) pairs and its INSERT statement, built once per model."""
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    table = model._meta.db_table
+    statement = (
+        # Rows are inserted in the document's order and ids grow as they are: sorted, they pair up.
+        f"WITH inserted AS (INSERT INTO {table} ({columns}) "  # noqa: S608 (names from the model)
+        f"SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) RETURNING id) "
+        "SELECT id FROM inserted ORDER BY id"
+    )
+    return [(str(field.column), field) for field in fields], statement
+
+
 def rows_insert(model: type[models.Model], objects: Sequence[models.Model]) -> None:
     """INSERT ``objects`` (new, unsaved) in one statement and set their primary keys, in order."""
     if not objects:
         return
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    rows = [{str(field.column): json_value(field.pre_save(obj, True)) for field in fields} for obj in objects]
-    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    table = model._meta.db_table
+    fields, statement = _insert_plan(model)
+    rows = [{column: json_value(field.pre_save(obj, True)) for column, field in fields} for obj in objects]
     with connection.cursor() as cursor:
-        cursor.execute(
-            # Rows are inserted in the document's order and ids grow as they are: sorted, they pair up.
-            f"WITH inserted AS (INSERT INTO {table} ({columns}) "  # noqa: S608 (names from the model)
-            f"SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) RETURNING id) "
-            "SELECT id FROM inserted ORDER BY id",
-            [json.dumps(rows)],
-        )
+        cursor.execute(statement, [json.dumps(rows)])
         ids = [row[0] for row in cursor.fetchall()]
     for obj, pk in zip(objects, ids, strict=True):
         obj.pk = pk

@@ -34,6 +34,7 @@ from config.bulk_sql import json_value, rows_insert
 from inbox.models import Chat, Contact, Message, MessageEvent
 from inbox.realtime import push_chats_updated, push_messages_created, subscription_lookups_shared
 from inbox.services.receive import (
+    MESSAGE_TYPES,
     META_WINDOW,
     ApplyResult,
     _media_download_on_commit,
@@ -263,7 +264,7 @@ def _message_for(channel: Channel, chat: Chat, event: InboundMessage) -> Message
         channel=channel,
         wa_message_id=event.wa_message_id,
         direction=Message.Direction.INBOUND,
-        type=event.type if event.type in Message.Type.values else Message.Type.UNSUPPORTED,
+        type=event.type if event.type in MESSAGE_TYPES else Message.Type.UNSUPPORTED,
         text=event.text,
         status=Message.Status.RECEIVED,
         author_wa_id=event.author_wa_id[:64],

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +106,13 @@ def drain_claim_sql() -> str:
     raise SystemExit("CLAIM_SQL not found in outbox/services/claim.py")
 
 
-def raw_worker(batch_size: int, same_claim: bool) -> None:
-    """Claim-and-ack with nothing else: the simple claim (no per-chat order or paused-number checks),
-    or with ``same_claim`` the drain's own claim statement."""
+def claim_and_ack_loop(batch_size: int, claim: str, each_batch: Callable[[list[int]], None]) -> None:
+    """Claim a batch in one statement, hand its ids to ``each_batch``, ack it in one statement, until
+    nothing is left: the raw loop every baseline below shares."""
     from datetime import UTC, datetime, timedelta
 
     import psycopg
 
-    claim = drain_claim_sql() if same_claim else RAW_CLAIM
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         wait_for_go()
         while True:
@@ -122,35 +122,32 @@ def raw_worker(batch_size: int, same_claim: bool) -> None:
                 ids = [r[0] for r in conn.execute(claim, params).fetchall()]
             if not ids:
                 return
+            each_batch(ids)
             conn.execute(RAW_ACK, (ids,))
+
+
+def raw_worker(batch_size: int, same_claim: bool) -> None:
+    """Claim-and-ack with nothing else: the simple claim (no per-chat order or paused-number checks),
+    or with ``same_claim`` the drain's own claim statement."""
+    claim_and_ack_loop(batch_size, drain_claim_sql() if same_claim else RAW_CLAIM, lambda ids: None)
 
 
 def requests_floor_worker(batch_size: int, fake_url: str) -> None:
     """The floor of any drain that sends through ``requests`` (issue 4's transport library): the raw
     claim, one call per row through the transports' own lean call (``JsonPost``), the raw ack; no
     Django, no threads, no bookkeeping."""
-    from datetime import UTC, datetime, timedelta
-
-    import psycopg
-
     from channels_app.providers.sending import JsonPost
 
     post = JsonPost(f"{fake_url}/messages/text", {"Authorization": "Bearer bench-token"})
-    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        wait_for_go()
-        while True:
-            now = datetime.now(UTC)
-            params = {"limit": batch_size, "now": now, "lease": now + timedelta(seconds=90)}
-            with conn.transaction():
-                ids = [r[0] for r in conn.execute(RAW_CLAIM, params).fetchall()]
-            if not ids:
-                return
-            for row_id in ids:
-                answer = post({"to": f"{row_id}@s.whatsapp.net", "body": f"floor {row_id}"}, timeout=(3, 20))
-                if answer.status_code >= 300:
-                    raise SystemExit(f"requests floor: provider answered {answer.status_code}")
-                answer.json()
-            conn.execute(RAW_ACK, (ids,))
+
+    def send(ids: list[int]) -> None:
+        for row_id in ids:
+            answer = post({"to": f"{row_id}@s.whatsapp.net", "body": f"floor {row_id}"}, timeout=(3, 20))
+            if answer.status_code >= 300:
+                raise SystemExit(f"requests floor: provider answered {answer.status_code}")
+            answer.json()
+
+    claim_and_ack_loop(batch_size, RAW_CLAIM, send)
 
 
 def floor_worker(batch_size: int, fake_url: str) -> None:
@@ -159,16 +156,13 @@ def floor_worker(batch_size: int, fake_url: str) -> None:
     no HTTP library, no threads, no bookkeeping), then the raw batched ack. A drain cannot beat this on
     the same machine, so ``floor ÷ raw claim+ack`` bounds the ratio any drain can reach."""
     import socket
-    from datetime import UTC, datetime, timedelta
     from urllib.parse import urlparse
-
-    import psycopg
 
     parsed = urlparse(fake_url)
     sock = socket.create_connection((parsed.hostname, parsed.port))
     reader = sock.makefile("rb")
 
-    def post(row_id: int) -> bytes:
+    def request(row_id: int) -> bytes:
         body = json.dumps({"to": f"{row_id}@s.whatsapp.net", "body": f"floor {row_id}"}).encode()
         head = (
             f"POST /messages/text HTTP/1.1\r\nHost: {parsed.netloc}\r\nAuthorization: Bearer bench-token\r\n"
@@ -186,19 +180,12 @@ def floor_worker(batch_size: int, fake_url: str) -> None:
                 length = int(line.split(b":", 1)[1])
         reader.read(length)
 
-    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        wait_for_go()
-        while True:
-            now = datetime.now(UTC)
-            params = {"limit": batch_size, "now": now, "lease": now + timedelta(seconds=90)}
-            with conn.transaction():
-                ids = [r[0] for r in conn.execute(RAW_CLAIM, params).fetchall()]
-            if not ids:
-                return
-            sock.sendall(b"".join(post(row_id) for row_id in ids))
-            for _ in ids:
-                read_answer()
-            conn.execute(RAW_ACK, (ids,))
+    def send(ids: list[int]) -> None:
+        sock.sendall(b"".join(request(row_id) for row_id in ids))
+        for _ in ids:
+            read_answer()
+
+    claim_and_ack_loop(batch_size, RAW_CLAIM, send)
 
 
 def wait_for_go() -> None:

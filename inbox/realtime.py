@@ -52,15 +52,9 @@ def push_messages_created(messages: list[Message], chats: list[Chat]) -> None:
     """``push_message_created`` for a batch: one ``messages.created`` per workspace for the bubbles, one
     ``chats.updated`` for the chats (in their state after the whole batch, pushed after the bubbles) and one
     insert for all the ``pushed`` timeline rows."""
-    by_workspace: dict[object, list[list[int]]] = {}
-    for message in messages:
-        workspace_id = message.channel.workspace_id
-        by_workspace.setdefault(workspace_id, []).append([message.chat_id, message.pk])
-        _emit_to_subscribers(workspace_id, "message.created", message=message)
     # One push per workspace, not one per message to its chat's group (each push is Redis round trips in
     # the worker: 28 % of its Python time under load); pages render the bubbles of the chat they have open.
-    for workspace, items in by_workspace.items():
-        send_event_on_commit(workspace_group(workspace), {"type": "messages.created", "items": items})
+    _push_messages_per_workspace(messages, "messages.created", "message.created")
     message_ids = [message.pk for message in messages]
     transaction.on_commit(lambda: _record_pushed_many(message_ids))
     push_chats_updated(chats)
@@ -107,13 +101,19 @@ def push_messages_updated(messages: list[Message]) -> None:
     batch holds at most one message per chat, so per-chat pushes were one group_send, several Redis round
     trips, per message: a quarter of a drain's CPU). Each message's channel should be loaded (the drain
     loads each number's once for its batch)."""
+    _push_messages_per_workspace(messages, "messages.updated", "message.status")
+
+
+def _push_messages_per_workspace(messages: list[Message], push_type: str, subscriber_event: str) -> None:
+    """One ``push_type`` {items: [[chat_id, message_id], ...]} per workspace, and each message's event to
+    integrators' subscriptions. Each message's channel should be loaded (for its workspace)."""
     by_workspace: dict[object, list[list[int]]] = {}
     for message in messages:
         workspace_id = message.channel.workspace_id
         by_workspace.setdefault(workspace_id, []).append([message.chat_id, message.pk])
-        _emit_to_subscribers(workspace_id, "message.status", message=message)
+        _emit_to_subscribers(workspace_id, subscriber_event, message=message)
     for workspace, items in by_workspace.items():
-        send_event_on_commit(workspace_group(workspace), {"type": "messages.updated", "items": items})
+        send_event_on_commit(workspace_group(workspace), {"type": push_type, "items": items})
 
 
 # workspace id → the event types its active subscriptions want, while a shared-lookup scope is open.

@@ -82,6 +82,7 @@ def test_a_batch_of_sends_is_pushed_to_the_workspace_once_with_every_message(fak
     from channels.layers import get_channel_layer
 
     from tenants.realtime import _push_loop, workspace_group
+    from tests.layer import received_frames
 
     channel = provider_channel(fake_provider)
     messages = [send_text(open_chat(channel), f"hello {n}") for n in range(6)]
@@ -92,17 +93,7 @@ def test_a_batch_of_sends_is_pushed_to_the_workspace_once_with_every_message(fak
     report = outbox_drain(batch_size=50)
     _push_loop.flush()
 
-    async def frames() -> list[dict]:
-        import asyncio
-
-        received = []
-        while True:
-            try:
-                received.append(await asyncio.wait_for(layer.receive(listener), timeout=0.5))
-            except TimeoutError:
-                return received
-
-    updates = [f for f in async_to_sync(frames)() if f["type"] == "messages.updated"]
+    updates = [f for f in async_to_sync(received_frames)(layer, listener) if f["type"] == "messages.updated"]
     assert report.sent == 6
     assert len(updates) == 1
     assert sorted(tuple(item) for item in updates[0]["items"]) == sorted((m.chat_id, m.pk) for m in messages)

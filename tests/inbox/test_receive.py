@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +23,7 @@ from inbox.models import Chat, DeferredStatus, Message, MessageReaction
 from inbox.services import inbound_events_apply, message_record_provider_id
 from tenants.realtime import chat_group, workspace_group
 from tests.factories import ChannelFactory, MessageFactory
+from tests.layer import received_frames
 
 pytestmark = pytest.mark.django_db
 
@@ -266,12 +266,7 @@ def test_a_reaction_to_an_unknown_message_is_ignored(channel):
 
 
 async def _drain(layer, listener: str) -> list[dict]:
-    events = []
-    while True:
-        try:
-            events.append(await asyncio.wait_for(layer.receive(listener), timeout=1.0))
-        except TimeoutError:
-            return events
+    return await received_frames(layer, listener, quiet=1.0)
 
 
 def test_it_pushes_message_created_and_chat_updated_after_commit(channel, django_capture_on_commit_callbacks):

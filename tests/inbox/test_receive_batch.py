@@ -227,6 +227,7 @@ def test_a_batch_is_pushed_to_its_workspace_as_one_messages_created_then_one_cha
     from channels.layers import get_channel_layer
 
     from tenants.realtime import _push_loop, workspace_group
+    from tests.layer import received_frames
 
     layer = get_channel_layer()
     listener = async_to_sync(layer.new_channel)()
@@ -238,17 +239,7 @@ def test_a_batch_is_pushed_to_its_workspace_as_one_messages_created_then_one_cha
     inbound_messages_apply_batch(channel=team.channel_a, received=received)
     _push_loop.flush()
 
-    async def frames() -> list[dict]:
-        import asyncio
-
-        out = []
-        while True:
-            try:
-                out.append(await asyncio.wait_for(layer.receive(listener), timeout=0.5))
-            except TimeoutError:
-                return out
-
-    pushed = async_to_sync(frames)()
+    pushed = async_to_sync(received_frames)(layer, listener)
     assert [f["type"] for f in pushed] == ["messages.created", "chats.updated"]
     messages = Message.objects.filter(channel=team.channel_a, wa_message_id__startswith="push.")
     assert sorted(map(tuple, pushed[0]["items"])) == sorted((m.chat_id, m.pk) for m in messages)

@@ -13,7 +13,8 @@
    and the provider's 429s in that window (target: none).
 4. Then the provider answers one send of number 1 with 429 ``Retry-After: 5``. Resume delay = the first
    accepted send of number 1 after that 429 − the 429 itself, ÷ 5 (target [1.0, 1.1]); the other numbers'
-   rates during those 5 s ÷ their limits (target ≥ 0.95).
+   rates during those 5 s ÷ their limits (target ≥ 0.95); and how many sends of number 1 still went out
+   between its 429 and the resume (calls already held for a slot: 0 wanted).
 
 Database ``wa_bench_pacing`` (created, migrated, vacuumed and analyzed once the backlog is queued), Redis
 db 7 (flushed).
@@ -166,6 +167,9 @@ def run(*, steady: float = 8.0, after: float = 9.0, concurrency: int = 4) -> dic
                 break
             previous = at
         pause_counts = by_token_in(injected_429, injected_429 + 5.0)
+        # Sends of number 1 the provider accepted after its 429 and before the resume: calls that were
+        # already held for a slot when it came (each one would meet another 429 at a real provider).
+        result["number_1_sends_during_pause"] = sum(1 for at in after_429 if resumed is None or at < resumed)
         result["resume_delay_s"] = round(resumed - injected_429, 3) if resumed else None
         result["resume_ratio"] = round((resumed - injected_429) / 5.0, 3) if resumed else None
         result["others_during_pause_ratio"] = [

@@ -314,6 +314,10 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
                      _verdict(f["provider_429_steady"] == 0)))  # fmt: skip
         rows.append(("F2 resume after 429 Retry-After: 5", f"{f['resume_delay_s']} s", "5 s", str(f["resume_ratio"]),
                      "[1.0, 1.1]", _verdict(_within(f["resume_ratio"], 1.0, 1.1))))  # fmt: skip
+        if "number_1_sends_during_pause" in f:
+            rows.append(("F2 sends of the paused number between its 429 and the resume",
+                         str(f["number_1_sends_during_pause"]), "", "", "0 (report)",
+                         _verdict(f["number_1_sends_during_pause"] == 0)))  # fmt: skip
         others = f["others_during_pause_ratio"]
         rows.append(("F2 other numbers during the pause ÷ limit", ", ".join(map(str, others)), "limits", "",
                      "each ≥ 0.95", _verdict(bool(others) and all(r >= 0.95 for r in others))))  # fmt: skip

@@ -261,9 +261,10 @@ class BatchSender:
     3. ``finish``: wait for every call in flight and record it.
 
     The drain claims its next batch without waiting for this one's slots (``outbox_drain``), so one drain
-    keeps every number's slots filled. A provider 429 stops the held rows of that number (this sender's at
-    once, other drains' at their next ``stop_paused_numbers``): they go back unsent, and the pause keeps
-    the number from being claimed until its Retry-After.
+    keeps every number's slots filled. A provider 429 stops the held rows of that number, in every drain at
+    their slot (the pause is shared through the rate limiter at once; ``stop_paused_numbers`` also reads
+    the database's record): they go back unsent, and the pause keeps the number from being claimed until
+    its Retry-After.
     """
 
     def __init__(
@@ -354,7 +355,7 @@ class BatchSender:
     def call(self, row: OutboxMessage, send: Callable[[], SendResult], provider: str) -> Answer:
         """Runs in the send pool at the row's slot: pure I/O, no queries."""
         paced = row.message_type in RATE_LIMITED_TYPES
-        if paced and self.paused_numbers.get(row.channel_id, -math.inf) > self.clock():
+        if paced and self.number_paused(row.channel_id):
             return Answer(outcome=None, answered_at=timezone.now())
         started = time.perf_counter()
         try:
@@ -368,7 +369,21 @@ class BatchSender:
         if paced and isinstance(outcome, TransportError) and outcome.kind == FailureKind.RATE_LIMITED:
             retry_after = outcome.retry_after if outcome.retry_after is not None else DEFAULT_RETRY_AFTER
             self.paused_numbers[row.channel_id] = self.clock() + retry_after
+            # Every other drain's held rows of this number stop at their slot (``number_paused``), now
+            # rather than once this batch's 429 is recorded.
+            self.limiter.pause(str(row.channel_id), seconds=retry_after)
         return Answer(outcome=outcome, answered_at=answered_at)
+
+    def number_paused(self, channel_id: Any) -> bool:
+        """Whether a held row of this number must not be sent: this sender saw a 429 for it, or any drain
+        did (``RateLimiter.paused_for``, one Redis round trip per paced call)."""
+        if self.paused_numbers.get(channel_id, -math.inf) > self.clock():
+            return True
+        left = self.limiter.paused_for(str(channel_id))
+        if left > 0:
+            self.paused_numbers[channel_id] = self.clock() + left
+            return True
+        return False
 
     def stop_paused_numbers(self) -> None:
         """Rows held for a later slot whose number another drain saw paused (429) meanwhile are not sent

@@ -22,6 +22,13 @@ moment. So one claim carries up to ``horizon·rate`` rows of a number, yet sends
 3. It answers the first slot's delay from now, the spacing, how many rows got a slot (the first ones),
    and the delay to the number's next free slot (when the caller may usefully ask again).
 
+A provider's 429 pauses a number (``pause``): no slot is reserved before the pause ends, and
+``paused_for`` tells every drain, in every process, that the slots it already holds must not be used:
+the drain that got the 429 records the pause in the database only when it records its batch, and
+other drains would otherwise keep sending that number's held rows for up to a horizon. The database's
+record decides when the pause is over: resuming the number there (``outbox_resume_due_channels``) calls
+``resume``, which forgets the number's pause and next slot here.
+
 Where the state lives:
 - ``REDIS_URL`` set (production: several workers drain at once): one Redis key per number, updated by a
   Lua script so a reservation is atomic across workers, timed by the Redis server's clock so workers'
@@ -31,6 +38,7 @@ Where the state lives:
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -41,7 +49,10 @@ from typing import Protocol
 
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 KEY_PREFIX = "outbox:next-slot:"
+PAUSE_PREFIX = "outbox:paused-until:"
 # How long past its last reserved slot a number's key is kept: after that the number is idle anyway.
 KEY_TTL_AFTER_LAST_SLOT = 60.0
 
@@ -79,6 +90,46 @@ return {string.format('%.17g', first - now), reserved, string.format('%.17g', ne
 """
 
 
+# KEYS[1]: the number's pause end, KEYS[2]: its next free moment (both seconds on the Redis clock).
+# ARGV: pause seconds, key TTL after the pause, and optionally now (tests). Keeps the later of two pauses,
+# and moves the next free moment to the pause's end, so no slot is reserved inside the pause.
+PAUSE_SCRIPT = """
+local seconds = tonumber(ARGV[1])
+local now
+if ARGV[3] then
+  now = tonumber(ARGV[3])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local ends = now + seconds
+local ttl_ms = math.ceil((seconds + tonumber(ARGV[2])) * 1000)
+if (tonumber(redis.call('GET', KEYS[1]) or '') or now) < ends then
+  redis.call('SET', KEYS[1], string.format('%.17g', ends), 'PX', ttl_ms)
+end
+if (tonumber(redis.call('GET', KEYS[2]) or '') or now) < ends then
+  redis.call('SET', KEYS[2], string.format('%.17g', ends), 'PX', ttl_ms)
+end
+return 1
+"""
+
+# KEYS[1]: the number's pause end. ARGV: optionally now (tests). Returns the seconds left (0: not paused).
+PAUSED_FOR_SCRIPT = """
+local ends = tonumber(redis.call('GET', KEYS[1]) or '')
+if not ends then
+  return '0'
+end
+local now
+if ARGV[1] then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+return string.format('%.17g', math.max(0, ends - now))
+"""
+
+
 @dataclass(frozen=True)
 class Reservation:
     first_in: float  # seconds from now until the first reserved slot
@@ -102,6 +153,12 @@ def unlimited(count: int) -> Reservation:
 class RateLimiter(Protocol):
     def reserve(self, key: str, *, rate: float, horizon: float, count: int = 1) -> Reservation: ...
 
+    def pause(self, key: str, *, seconds: float) -> None: ...
+
+    def paused_for(self, key: str) -> float: ...
+
+    def resume(self, key: str) -> None: ...
+
 
 class MemoryRateLimiter:
     """In-process next-free moments; ``clock`` is a seam for tests."""
@@ -110,6 +167,7 @@ class MemoryRateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._next_free: dict[str, float] = {}
+        self._paused_until: dict[str, float] = {}
 
     def reserve(self, key: str, *, rate: float, horizon: float, count: int = 1) -> Reservation:
         if is_unlimited(rate):
@@ -129,6 +187,21 @@ class MemoryRateLimiter:
             first_in=first - now, interval=interval, reserved=reserved, next_free_in=next_free - now
         )
 
+    def pause(self, key: str, *, seconds: float) -> None:
+        with self._lock:
+            ends = self._clock() + seconds
+            self._paused_until[key] = max(self._paused_until.get(key, ends), ends)
+            self._next_free[key] = max(self._next_free.get(key, ends), ends)
+
+    def paused_for(self, key: str) -> float:
+        with self._lock:
+            return max(0.0, self._paused_until.get(key, -math.inf) - self._clock())
+
+    def resume(self, key: str) -> None:
+        with self._lock:
+            self._paused_until.pop(key, None)
+            self._next_free.pop(key, None)
+
 
 class RedisRateLimiter:
     """Shared through Redis. ``clock`` is for tests only: without it the Redis server's clock is used."""
@@ -138,16 +211,20 @@ class RedisRateLimiter:
 
         self._client = redis.Redis.from_url(url)
         self._script = self._client.register_script(RESERVE_SCRIPT)
+        self._errors = redis.RedisError
+        self._pause_script = self._client.register_script(PAUSE_SCRIPT)
+        self._paused_for_script = self._client.register_script(PAUSED_FOR_SCRIPT)
         self._clock = clock
+
+    def _now_args(self) -> list[str]:
+        return [] if self._clock is None else [repr(float(self._clock()))]
 
     def reserve(self, key: str, *, rate: float, horizon: float, count: int = 1) -> Reservation:
         if is_unlimited(rate):
             return unlimited(count)
         interval = 1.0 / rate
         args = [repr(interval), repr(float(horizon)), str(int(count)), repr(KEY_TTL_AFTER_LAST_SLOT)]
-        if self._clock is not None:
-            args.append(repr(float(self._clock())))
-        first_in, reserved, next_free_in = self._script(keys=[KEY_PREFIX + key], args=args)
+        first_in, reserved, next_free_in = self._script(keys=[KEY_PREFIX + key], args=args + self._now_args())
         return Reservation(
             first_in=float(first_in),
             interval=interval,
@@ -155,8 +232,31 @@ class RedisRateLimiter:
             next_free_in=float(next_free_in),
         )
 
+    # The pause here only spreads the news fast; the database's ``Channel.paused_until`` is its record
+    # (parked rows, the resume). So if Redis fails, both fail open: sends go on as the database allows.
+
+    def pause(self, key: str, *, seconds: float) -> None:
+        args = [repr(float(seconds)), repr(KEY_TTL_AFTER_LAST_SLOT), *self._now_args()]
+        try:
+            self._pause_script(keys=[PAUSE_PREFIX + key, KEY_PREFIX + key], args=args)
+        except self._errors:
+            logger.warning("could not share the pause of %s through Redis", key, exc_info=True)
+
+    def paused_for(self, key: str) -> float:
+        try:
+            return float(self._paused_for_script(keys=[PAUSE_PREFIX + key], args=self._now_args()))
+        except self._errors:
+            logger.warning("could not read the pause of %s from Redis", key, exc_info=True)
+            return 0.0
+
+    def resume(self, key: str) -> None:
+        try:
+            self.reset(key)
+        except self._errors:
+            logger.warning("could not clear the pause of %s in Redis", key, exc_info=True)
+
     def reset(self, key: str) -> None:
-        self._client.delete(KEY_PREFIX + key)
+        self._client.delete(KEY_PREFIX + key, PAUSE_PREFIX + key)
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from channels_app.models import Channel
 from channels_app.services import channel_status_set
 from config.metrics import RATE_LIMIT_PAUSES
 from outbox.models import OutboxMessage
+from outbox.ratelimit import rate_limiter
 from outbox.services.policy import Status, message_hooks, owned
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ def outbox_resume_due_channels(*, now: datetime | None = None) -> int:
             )
             channel_status_set(channel=channel, status=Channel.Status.CONNECTED, detail="", paused_until=None)
             resumed += 1
+        # The pause shared through the rate limiter ends with its record here (by now its own timer has run
+        # out too, unless the clocks differ, as with a test's frozen ``now``). After the commit above: the
+        # drains call this outside any transaction.
+        rate_limiter().resume(str(channel_id))
     # Rows parked for a number that is no longer held back at all (an admin resumed it, say).
     OutboxMessage.objects.filter(status=Status.PAUSED).exclude(
         channel__status__in=[Channel.Status.PAUSED, Channel.Status.DEGRADED]

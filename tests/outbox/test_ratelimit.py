@@ -149,6 +149,53 @@ def test_the_redis_limiter_uses_the_server_clock_without_a_test_clock():
         limiter.reset(key)
 
 
+def test_a_paused_number_gets_no_slot_until_its_pause_ends(limiter_on):
+    clock = FakeClock()
+    limiter = limiter_on(clock)
+    key = unique_key()
+    assert limiter.paused_for(key) == 0.0
+    limiter.reserve(key, rate=4.0, horizon=1.0, count=2)
+    limiter.pause(key, seconds=5.0)
+    assert limiter.paused_for(key) == pytest.approx(5.0)
+    held_back = limiter.reserve(key, rate=4.0, horizon=1.0)
+    assert (held_back.reserved, held_back.next_free_in) == (0, pytest.approx(5.0))
+    limiter.pause(key, seconds=1.0)
+    assert limiter.paused_for(key) == pytest.approx(5.0), "a shorter pause never shortens a longer one"
+    clock.now += 4.5
+    assert limiter.paused_for(key) == pytest.approx(0.5)
+    assert limiter.reserve(key, rate=4.0, horizon=1.0, count=3).delays() == pytest.approx([0.5, 0.75])
+    clock.now += 0.5
+    assert limiter.paused_for(key) == 0.0
+    assert limiter.paused_for(unique_key()) == 0.0, "each number on its own"
+
+
+def test_resuming_a_number_forgets_its_pause_and_its_next_slot(limiter_on):
+    limiter = limiter_on(FakeClock())
+    key = unique_key()
+    limiter.pause(key, seconds=30.0)
+    limiter.resume(key)  # the database's record of the pause ended (outbox_resume_due_channels)
+    assert limiter.paused_for(key) == 0.0
+    assert limiter.reserve(key, rate=4.0, horizon=1.0).delays() == [0.0]
+
+
+def test_a_pause_through_redis_reaches_every_worker_on_the_server_clock():
+    key = unique_key()
+    worker_1, worker_2 = RedisRateLimiter(settings.REDIS_URL), RedisRateLimiter(settings.REDIS_URL)
+    try:
+        worker_1.pause(key, seconds=5.0)
+        assert 4.0 < worker_2.paused_for(key) <= 5.0
+        assert worker_2.reserve(key, rate=80.0, horizon=1.0).reserved == 0
+    finally:
+        worker_1.reset(key)
+    assert worker_2.paused_for(key) == 0.0
+
+
+def test_when_redis_is_down_the_pause_fails_open_and_the_database_keeps_the_record():
+    unreachable = RedisRateLimiter("redis://127.0.0.1:1/0")
+    unreachable.pause("any-number", seconds=5.0)  # logged, not raised: the 429 is still recorded in the DB
+    assert unreachable.paused_for("any-number") == 0.0
+
+
 # ---------------------------------------------------------------- the paced sender
 
 
@@ -326,6 +373,51 @@ def test_held_rows_are_not_sent_once_another_drain_saw_their_number_paused(
     later = OutboxMessage.objects.filter(message__in=messages[1:])
     assert {(r.status, r.attempts) for r in later} == {("queued", 0)}
     assert all(r.next_attempt_at > timezone.now() + timedelta(seconds=29) for r in later)
+
+
+def test_a_429_in_one_drain_stops_another_drains_held_rows_of_that_number_at_their_slot(
+    db, fake_provider, pace_one_second_ahead
+):
+    """Two drains (two senders) share the number's schedule through Redis. Drain B's send gets a 429;
+    drain A's held rows of that number are not sent, though nothing has been recorded in the database."""
+    from django.utils import timezone
+
+    from channels_app.models import Channel
+    from outbox.dispatch import BatchSender
+    from outbox.models import OutboxMessage
+    from outbox.services import DrainReport
+    from tests.outbox.helpers import open_chat, provider_channel, send_text
+
+    channel = provider_channel(fake_provider, rate=4.0)
+    messages = [send_text(open_chat(channel), f"m{n}") for n in range(3)]
+    clock = FakeClock()
+    drain_a, drain_b = HeldScheduler(), HeldScheduler()
+    sender_a = BatchSender(
+        limiter=RedisRateLimiter(settings.REDIS_URL, clock=clock), scheduler=drain_a, clock=clock
+    )
+    sender_b = BatchSender(
+        limiter=RedisRateLimiter(settings.REDIS_URL, clock=clock), scheduler=drain_b, clock=clock
+    )
+    report_a, report_b = DrainReport(), DrainReport()
+    try:
+        sender_a.start(claim_all(timezone.now(), limit=2), report_a)
+        sender_b.start(claim_all(timezone.now(), limit=1), report_b)
+        assert [moment for moment, _, _ in drain_b.held] == pytest.approx([1000.5]), "one shared schedule"
+        fake_provider.add_rule("rate_limit", retry_after="5", times=1)
+        drain_b.run_next()  # B's slot comes first here: the 429
+        assert Channel.objects.get(pk=channel.pk).paused_until is None, "not recorded yet"
+        while drain_a.held:
+            drain_a.run_next()
+        sender_a.finish(report_a)
+        sender_b.finish(report_b)
+    finally:
+        RedisRateLimiter(settings.REDIS_URL).reset(str(channel.pk))
+
+    assert len(fake_provider.sends()) == 1, "only the send that got the 429"
+    assert (report_a.sent, report_a.deferred, report_b.paused) == (0, 2, 1)
+    rows = {r.message_id: r for r in OutboxMessage.objects.all()}
+    # A's rows went back unsent, due after the pause; B's recorded 429 then parked the number's rows.
+    assert {(rows[m.pk].status, rows[m.pk].attempts) for m in messages} == {("paused", 0)}
 
 
 def test_rows_without_a_send_slot_go_back_without_using_an_attempt(db, fake_provider):

@@ -1,6 +1,13 @@
 """Normalized provider events → chats and messages. The one inbound path for webhooks and the sandbox.
 
-Invariants every function here keeps:
+This module holds the entry point and new messages; the rest of the receive path is split by job:
+``receive_statuses`` (delivery statuses, deferred ones), ``receive_changes`` (edits, revocations,
+reactions, chat updates), ``provider_ids`` (the send response: a sent message's provider id, echo merge),
+``media`` (a message's file), ``previews`` (the chat list's line), ``receive_locks`` (the locks and raw
+lookups they share), ``receive_context`` (one call's context and result) and ``receive_batch`` (the
+webhook drain's fast path for plain inbound messages).
+
+Invariants every function of these modules keeps:
 
 * **Idempotent.** A message is an upsert on (channel, wa_message_id); applying the same events twice
   changes nothing the second time (no second message, no second unread increment, no second timeline row).
@@ -22,11 +29,10 @@ Invariants every function here keeps:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -36,7 +42,6 @@ from channels_app.providers.base import (
     ChatUpdate,
     InboundEvent,
     InboundMessage,
-    MediaInfo,
     MessageEdit,
     MessageRevoke,
     ProviderNotice,
@@ -45,69 +50,37 @@ from channels_app.providers.base import (
     UnknownEvent,
 )
 from channels_app.services import channel_mark_inbound, channel_status_set
-from inbox.models import Chat, Contact, DeferredStatus, Message, MessageEvent, MessageReaction
-from inbox.realtime import (
-    push_chat_updated,
-    push_message_created,
-    push_message_removed,
-    push_message_updated,
-    subscription_lookups_shared,
+from inbox.models import Chat, Contact, Message, MessageEvent
+from inbox.realtime import push_message_created, push_message_updated, subscription_lookups_shared
+from inbox.services.media import (
+    _media_download_on_commit,
+    _media_set,
+    message_media_failed,
+    message_media_store,
 )
+from inbox.services.previews import _preview
+from inbox.services.provider_ids import message_record_provider_id
+from inbox.services.receive_changes import _apply_chat_update, _apply_edit, _apply_reaction, _apply_revoke
+from inbox.services.receive_context import ApplyResult, _Context
+from inbox.services.receive_locks import _lock_wa_message_id, _one, _pk
+from inbox.services.receive_statuses import _apply_status, _deferred_statuses_apply, _status_merge
+
+# The entry point, and what moved out when this module was split but callers still import from here.
+__all__ = [
+    "ApplyResult",
+    "inbound_events_apply",
+    "message_media_failed",
+    "message_media_store",
+    "message_record_provider_id",
+]
 
 logger = logging.getLogger(__name__)
 
 # Message.Type.values builds a new list on every access (it was 9 % of a webhook worker under load).
 MESSAGE_TYPES = frozenset(Message.Type.values)
 
-# The order statuses may only move forward in (see the module docstring for failed's place).
-STATUS_RANK = {
-    Message.Status.PENDING: 0,
-    Message.Status.SENT: 1,
-    Message.Status.FAILED: 2,
-    Message.Status.DELIVERED: 3,
-    Message.Status.READ: 4,
-}
-STATUS_TIME_FIELD = {
-    Message.Status.SENT: "sent_at",
-    Message.Status.DELIVERED: "delivered_at",
-    Message.Status.READ: "read_at",
-    Message.Status.FAILED: "failed_at",
-}
-STATUS_EVENT_KIND = {
-    Message.Status.SENT: MessageEvent.Kind.SENT,
-    Message.Status.DELIVERED: MessageEvent.Kind.DELIVERED,
-    Message.Status.READ: MessageEvent.Kind.READ,
-    Message.Status.FAILED: MessageEvent.Kind.FAILED,
-}
 # Meta: the customer-service window is open for 24 h after the customer's last message.
 META_WINDOW = timedelta(hours=24)
-PREVIEW_LABELS = {
-    Message.Type.IMAGE: "📷 Photo",
-    Message.Type.VIDEO: "🎥 Video",
-    Message.Type.AUDIO: "🎵 Audio",
-    Message.Type.VOICE: "🎤 Voice message",
-    Message.Type.DOCUMENT: "📄 Document",
-    Message.Type.STICKER: "Sticker",
-    Message.Type.LOCATION: "📍 Location",
-    Message.Type.CONTACTS: "👤 Contact",
-    Message.Type.UNSUPPORTED: "Unsupported message",
-}
-DELETED_PREVIEW = "🚫 This message was deleted"
-
-
-@dataclass
-class ApplyResult:
-    """What one call did; the webhook processor logs it and marks unknown events."""
-
-    messages_created: int = 0
-    messages_duplicate: int = 0
-    messages_updated: int = 0
-    statuses_applied: int = 0
-    statuses_deferred: int = 0
-    chats_updated: int = 0
-    ignored: int = 0
-    unknown_kinds: list[str] = field(default_factory=list)
-    notices: list[ProviderNotice] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- entry point
@@ -159,56 +132,7 @@ def inbound_events_apply(
     return result
 
 
-@dataclass
-class _Context:
-    channel: Channel
-    received_at: datetime
-    webhook_event_id: int | None
-    saw_inbound: bool = False
-
-    def event_detail(self, **extra: Any) -> dict[str, Any]:
-        detail: dict[str, Any] = {"source": "webhook" if self.webhook_event_id else "provider"}
-        if self.webhook_event_id:
-            detail["webhook_event_id"] = self.webhook_event_id
-        detail.update(extra)
-        return detail
-
-
-# ---------------------------------------------------------------- hot-path lookups
-# The lookups every inbound message makes, as plain SQL through the models (``raw``): building them with
-# the ORM's query compiler cost more CPU than running them (py-spy, docs/performance.md).
-
-
-def _pk(channel_or_id: Any) -> Any:
-    """A channel id as the database stores it (a UUID on Postgres, hex text on SQLite)."""
-    value = getattr(channel_or_id, "pk", channel_or_id)
-    return Channel._meta.pk.get_db_prep_value(value, connection)  # type: ignore[union-attr]
-
-
-def _one(model: Any, sql: str, *params: Any, lock: bool = False) -> Any:
-    """The first row of ``sql`` as a model instance, or None; ``lock`` takes the row's lock (Postgres; SQLite
-    has one writer at a time)."""
-    sql += " LIMIT 1"
-    if lock and connection.vendor == "postgresql":
-        sql += " FOR NO KEY UPDATE"
-    return next(iter(model.objects.raw(sql, list(params))), None)
-
-
-# ---------------------------------------------------------------- locks
-
-
-def _lock_wa_message_id(channel_id: Any, wa_message_id: str) -> None:
-    """Serialize everything that looks up or assigns this provider message id (see module docstring)."""
-    if connection.vendor != "postgresql":
-        return  # SQLite (embedded mode) runs one writer at a time anyway.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"wamid:{channel_id}:{wa_message_id}"]
-        )
-
-
-def _chat_lock(chat_id: int) -> Chat:
-    return Chat.objects.select_for_update(no_key=True).get(pk=chat_id)
+# ---------------------------------------------------------------- chats and contacts
 
 
 def _chat_get_or_create_locked(
@@ -258,16 +182,6 @@ def _contact_upsert(*, channel: Channel, wa_id: str, name: str) -> Contact:
 
 
 # ---------------------------------------------------------------- messages
-
-
-def _preview(message: Message) -> str:
-    if message.deleted_at is not None:
-        return DELETED_PREVIEW
-    label = PREVIEW_LABELS.get(message.type, "")  # type: ignore[call-overload]
-    text = message.text.strip()
-    if label and text:
-        return f"{label}: {text}"[:255]
-    return (text or label)[:255]
 
 
 def _chat_touch_for_message(chat: Chat, message: Message, *, channel: Channel, inbound: bool) -> None:
@@ -383,435 +297,3 @@ def _apply_message(context: _Context, event: InboundMessage, result: ApplyResult
     push_message_created(message, chat)
     if message.media_status == Message.MediaStatus.PENDING:
         _media_download_on_commit(message.pk)
-
-
-def _media_set(message: Message, media: MediaInfo) -> None:
-    """The provider's file reference on the message; a file to fetch makes its media ``pending``."""
-    message.media_id = media.media_id[:255]
-    message.media_url = media.url[:2000]
-    message.media_mime_type = media.mime_type[:128]
-    message.media_sha256 = media.sha256[:128]
-    message.media_size = media.size
-    message.media_filename = media.filename[:255]
-    if media.media_id or media.url:
-        message.media_status = Message.MediaStatus.PENDING
-
-
-def _media_download_on_commit(message_id: int) -> None:
-    from inbox.tasks import message_media_download  # the task module imports services: import late
-
-    transaction.on_commit(lambda: message_media_download.delay(message_id))
-
-
-# ---------------------------------------------------------------- statuses
-
-
-def _status_merge(
-    context: _Context | None,
-    message: Message,
-    *,
-    status: str,
-    occurred_at: datetime,
-    error_code: str = "",
-    error_message: str = "",
-) -> list[str]:
-    """Fold one status into the message (in memory); returns the changed field names.
-
-    Order-independent: the status only moves up STATUS_RANK, each status keeps the earliest time it was
-    reported, and a timeline row is written the first time a status is seen.
-    """
-    changed: list[str] = []
-    time_field = STATUS_TIME_FIELD.get(status)  # type: ignore[call-overload]
-    if time_field is None:
-        return changed
-    previous_time = getattr(message, time_field)
-    if previous_time is None or occurred_at < previous_time:
-        setattr(message, time_field, occurred_at)
-        changed.append(time_field)
-        if previous_time is None and message.pk is not None:
-            detail = context.event_detail() if context else {"source": "send"}
-            if error_code or error_message:
-                detail.update(error_code=error_code, error_message=error_message)
-            MessageEvent.objects.create(
-                message=message,
-                kind=STATUS_EVENT_KIND[status],  # type: ignore[index]
-                detail=detail,
-                occurred_at=occurred_at,
-            )
-    if status == Message.Status.FAILED and (error_code or error_message) and "failed_at" in changed:
-        message.error_code = error_code[:32]
-        message.error_message = error_message
-        changed += ["error_code", "error_message"]
-    current_rank = STATUS_RANK.get(message.status, -1)  # type: ignore[call-overload]
-    if message.direction == Message.Direction.OUTBOUND and STATUS_RANK[status] > current_rank:  # type: ignore[index]
-        message.status = status
-        changed.append("status")
-    return changed
-
-
-def _apply_status(context: _Context, event: StatusUpdate, result: ApplyResult) -> None:
-    channel = context.channel
-    if not event.wa_message_id or event.status not in STATUS_TIME_FIELD:
-        result.ignored += 1
-        return
-    _lock_wa_message_id(channel.pk, event.wa_message_id)
-    message = Message.objects.filter(channel=channel, wa_message_id=event.wa_message_id).first()
-    if message is None:
-        # It can beat the send response (or the echo): keep it until that message appears.
-        _, created = DeferredStatus.objects.get_or_create(
-            channel=channel,
-            wa_message_id=event.wa_message_id,
-            status=event.status,
-            defaults={
-                "occurred_at": event.timestamp,
-                "error_code": event.error_code[:32],
-                "error_message": event.error_message,
-            },
-        )
-        result.statuses_deferred += 1 if created else 0
-        return
-    if message.direction != Message.Direction.OUTBOUND:
-        # Whapi reports "read" for customer messages we read on the phone: nothing to show.
-        result.ignored += 1
-        return
-    _chat_lock(message.chat_id)
-    message.refresh_from_db()
-    changed = _status_merge(
-        context,
-        message,
-        status=event.status,
-        occurred_at=event.timestamp,
-        error_code=event.error_code,
-        error_message=event.error_message,
-    )
-    if changed:
-        message.save(update_fields=[*changed, "updated_at"])
-        push_message_updated(message)
-        result.statuses_applied += 1
-
-
-def _deferred_statuses_apply(context: _Context | None, message: Message) -> list[str]:
-    """Fold parked statuses for this message's id into it, then drop them. Caller holds the id lock."""
-    deferred = list(
-        DeferredStatus.objects.raw(
-            "SELECT * FROM inbox_deferredstatus WHERE channel_id = %s AND wa_message_id = %s",
-            [_pk(message.channel_id), message.wa_message_id],
-        )
-    )
-    changed: list[str] = []
-    if message.direction == Message.Direction.OUTBOUND:
-        for row in deferred:
-            for name in _status_merge(
-                context,
-                message,
-                status=row.status,
-                occurred_at=row.occurred_at,
-                error_code=row.error_code,
-                error_message=row.error_message,
-            ):
-                if name not in changed:
-                    changed.append(name)
-    if deferred:
-        DeferredStatus.objects.filter(pk__in=[row.pk for row in deferred]).delete()
-    if changed:
-        message.save(update_fields=[*changed, "updated_at"])
-    return changed
-
-
-# ---------------------------------------------------------------- edits, revokes, reactions
-
-
-def _locked_target(context: _Context, wa_message_id: str) -> tuple[Message, Chat] | None:
-    if not wa_message_id:
-        return None
-    _lock_wa_message_id(context.channel.pk, wa_message_id)
-    message = Message.objects.filter(channel=context.channel, wa_message_id=wa_message_id).first()
-    if message is None:
-        return None
-    chat = _chat_lock(message.chat_id)
-    message.refresh_from_db()
-    return message, chat
-
-
-def _apply_edit(context: _Context, event: MessageEdit, result: ApplyResult) -> None:
-    target = _locked_target(context, event.wa_message_id)
-    if target is None:
-        result.ignored += 1
-        return
-    message, chat = target
-    if message.edited_at is not None and event.timestamp <= message.edited_at:
-        result.ignored += 1  # a redelivery, or an older edit arriving late
-        return
-    if event.text == message.text:
-        result.ignored += 1
-        return
-    previous = message.text
-    if message.edited_at is None:
-        # previous_text keeps what the customer first wrote; every edit is also in the timeline.
-        message.previous_text = previous
-    message.text = event.text
-    message.edited_at = event.timestamp
-    message.save(update_fields=["text", "previous_text", "edited_at", "updated_at"])
-    MessageEvent.objects.create(
-        message=message,
-        kind=MessageEvent.Kind.EDITED,
-        detail=context.event_detail(previous_text=previous, text=event.text),
-        occurred_at=event.timestamp,
-    )
-    if chat.last_message_at == message.sort_at:
-        Chat.objects.filter(pk=chat.pk).update(
-            last_message_preview=_preview(message), updated_at=timezone.now()
-        )
-        push_chat_updated(chat)
-    push_message_updated(message)
-    result.messages_updated += 1
-
-
-def _apply_revoke(context: _Context, event: MessageRevoke, result: ApplyResult) -> None:
-    target = _locked_target(context, event.wa_message_id)
-    if target is None:
-        result.ignored += 1
-        return
-    message, chat = target
-    if message.deleted_at is not None:
-        result.ignored += 1
-        return
-    # Soft delete: hidden in the inbox, the text stays for audit.
-    message.deleted_at = event.timestamp
-    message.save(update_fields=["deleted_at", "updated_at"])
-    MessageEvent.objects.create(
-        message=message,
-        kind=MessageEvent.Kind.DELETED,
-        detail=context.event_detail(),
-        occurred_at=event.timestamp,
-    )
-    if chat.last_message_at == message.sort_at:
-        Chat.objects.filter(pk=chat.pk).update(
-            last_message_preview=DELETED_PREVIEW, updated_at=timezone.now()
-        )
-        push_chat_updated(chat)
-    push_message_updated(message)
-    result.messages_updated += 1
-
-
-def _apply_reaction(context: _Context, event: Reaction, result: ApplyResult) -> None:
-    target = _locked_target(context, event.target_wa_message_id)
-    if target is None or not event.reactor_wa_id:
-        result.ignored += 1
-        return
-    message, _chat = target
-    existing = MessageReaction.objects.filter(message=message, reactor_wa_id=event.reactor_wa_id[:64]).first()
-    if existing is not None and event.timestamp < existing.reacted_at:
-        result.ignored += 1  # an older reaction arriving late
-        return
-    if not event.emoji:
-        if existing is None:
-            result.ignored += 1
-            return
-        existing.delete()
-    elif existing is None:
-        MessageReaction.objects.create(
-            message=message,
-            reactor_wa_id=event.reactor_wa_id[:64],
-            emoji=event.emoji[:32],
-            wa_message_id=event.wa_message_id[:255],
-            reacted_at=event.timestamp,
-        )
-    elif existing.emoji == event.emoji:
-        result.ignored += 1
-        return
-    else:
-        existing.emoji = event.emoji[:32]
-        existing.wa_message_id = event.wa_message_id[:255]
-        existing.reacted_at = event.timestamp
-        existing.save(update_fields=["emoji", "wa_message_id", "reacted_at"])
-    # The bubble shows its reactions: a page re-syncing after a disconnect asks for messages by updated_at.
-    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now())
-    push_message_updated(message)
-    result.messages_updated += 1
-
-
-# ---------------------------------------------------------------- chats
-
-
-def _apply_chat_update(context: _Context, event: ChatUpdate, result: ApplyResult) -> None:
-    """Whapi chats.post/patch/delete. Only chats we already have: a chat starts with its first message.
-
-    The phone's own unread counter is not copied: the inbox counts what agents have not seen.
-    """
-    chat = (
-        Chat.objects.select_for_update(no_key=True)
-        .filter(channel=context.channel, wa_chat_id=event.wa_chat_id)
-        .first()
-    )
-    if chat is None:
-        result.ignored += 1
-        return
-    fields: list[str] = []
-    if event.action == "delete":
-        if not chat.archived:
-            chat.archived = True  # kept for audit; a new message brings it back
-            fields.append("archived")
-    else:
-        if event.name and event.name != chat.contact_name:
-            chat.contact_name = event.name[:255]
-            fields.append("contact_name")
-        if event.is_group and not chat.is_group:
-            chat.is_group = True
-            fields.append("is_group")
-    if fields:
-        chat.save(update_fields=[*fields, "updated_at"])
-        push_chat_updated(chat)
-        result.chats_updated += 1
-    else:
-        result.ignored += 1
-
-
-# ---------------------------------------------------------------- outbound: the send response
-
-
-def message_record_provider_id(
-    *, message: Message, wa_message_id: str, sent_at: datetime | None = None
-) -> Message:
-    """Record the provider's id for a message we sent; merge whatever about that id arrived first.
-
-    Called by the outbound sender once the provider accepted the message. Runs in the caller's
-    transaction (or its own), holding the wa_message_id lock and then the chat row lock:
-
-    1. If the message already carries this id, only make sure it is at least ``sent``.
-    2. If an echo of it (``from_me``) arrived before the send response, it created a second outbound
-       row with this id: its statuses, timeline, reactions and replies move onto ``message`` and the
-       duplicate is deleted. There is then one message, the one the agent sent.
-    3. The id is set and ``sent`` applied (``sent_at`` = ``sent_at`` or now).
-    4. Statuses parked in DeferredStatus for this id (a status can beat the send response) are folded
-       in, forward only, and dropped.
-    5. A ``message.updated`` push is registered for after commit.
-
-    An echo arriving after this call just finds the id and changes nothing (see ``_apply_message``).
-    Raises ValueError if the message already has a different provider id, or if the id belongs to an
-    inbound message (a provider bug we refuse to paper over).
-    """
-    if not wa_message_id:
-        raise ValueError("a provider message id is required")
-    occurred_at = sent_at or timezone.now()
-    with transaction.atomic(savepoint=False):
-        _lock_wa_message_id(message.channel_id, wa_message_id)
-        chat = _chat_lock(message.chat_id)
-        message.refresh_from_db()
-        if message.wa_message_id and message.wa_message_id != wa_message_id:
-            raise ValueError(f"message {message.pk} already has provider id {message.wa_message_id}")
-        changed: list[str] = []
-        duplicate = (
-            Message.objects.filter(channel_id=message.channel_id, wa_message_id=wa_message_id)
-            .exclude(pk=message.pk)
-            .first()
-        )
-        if duplicate is not None:
-            if duplicate.direction != Message.Direction.OUTBOUND:
-                raise ValueError(f"provider id {wa_message_id} belongs to an inbound message")
-            changed += _merge_echo_duplicate(message=message, duplicate=duplicate)
-        if message.wa_message_id != wa_message_id:
-            message.wa_message_id = wa_message_id
-            changed.append("wa_message_id")
-        for name in _status_merge(None, message, status=Message.Status.SENT, occurred_at=occurred_at):
-            if name not in changed:
-                changed.append(name)
-        if changed:
-            message.save(update_fields=[*set(changed), "updated_at"])
-        _deferred_statuses_apply(None, message)
-        push_message_updated(message)
-        if duplicate is not None:
-            push_chat_updated(chat)
-    return message
-
-
-def _merge_echo_duplicate(*, message: Message, duplicate: Message) -> list[str]:
-    changed: list[str] = []
-    for status, time_field in STATUS_TIME_FIELD.items():
-        other_time = getattr(duplicate, time_field)
-        if other_time is None:
-            continue
-        mine = getattr(message, time_field)
-        if mine is None or other_time < mine:
-            setattr(message, time_field, other_time)
-            changed.append(time_field)
-        if STATUS_RANK[status] > STATUS_RANK.get(message.status, -1):  # type: ignore[call-overload]
-            message.status = status
-            changed.append("status")
-    if duplicate.error_code and not message.error_code:
-        message.error_code, message.error_message = duplicate.error_code, duplicate.error_message
-        changed += ["error_code", "error_message"]
-    if duplicate.deleted_at and not message.deleted_at:
-        message.deleted_at = duplicate.deleted_at
-        changed.append("deleted_at")
-    if message.provider_timestamp is None and duplicate.provider_timestamp is not None:
-        message.provider_timestamp = duplicate.provider_timestamp
-        changed.append("provider_timestamp")
-    # Timeline rows and reactions move; a reactor who reacted on both keeps the newer reaction.
-    MessageEvent.objects.filter(message=duplicate).exclude(kind=MessageEvent.Kind.RECEIVED).update(
-        message=message
-    )
-    mine_reactors = set(
-        MessageReaction.objects.filter(message=message).values_list("reactor_wa_id", flat=True)
-    )
-    MessageReaction.objects.filter(message=duplicate).exclude(reactor_wa_id__in=mine_reactors).update(
-        message=message
-    )
-    Message.objects.filter(reply_to=duplicate).update(reply_to=message)
-    duplicate_id = duplicate.pk
-    duplicate.delete()
-    push_message_removed(message_id=duplicate_id, chat_id=message.chat_id)
-    return changed
-
-
-# ---------------------------------------------------------------- media files
-
-
-def message_media_store(*, message: Message, content: bytes, mime_type: str = "") -> Message:
-    """Keep a downloaded media file in Django storage and mark the message's media stored."""
-    from django.core.files.base import ContentFile
-
-    extension = _extension_for(mime_type or message.media_mime_type)
-    name = message.media_filename or f"{message.wa_message_id or message.pk}{extension}"
-    with transaction.atomic(savepoint=False):
-        locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
-        if locked.media_status == Message.MediaStatus.STORED:
-            return locked  # a retried task after a success: keep the first file
-        locked.media_file.save(_safe_name(name), ContentFile(content), save=False)
-        locked.media_status = Message.MediaStatus.STORED
-        fields = ["media_file", "media_status", "updated_at"]
-        if mime_type and not locked.media_mime_type:
-            locked.media_mime_type = mime_type[:128]
-            fields.append("media_mime_type")
-        if locked.media_size is None:
-            locked.media_size = len(content)
-            fields.append("media_size")
-        locked.save(update_fields=fields)
-        push_message_updated(locked)
-    return locked
-
-
-def message_media_failed(*, message: Message, reason: str) -> Message:
-    """The download gave up: the message stays, its bubble says the file could not be fetched."""
-    with transaction.atomic(savepoint=False):
-        updated = Message.objects.filter(pk=message.pk, media_status=Message.MediaStatus.PENDING).update(
-            media_status=Message.MediaStatus.FAILED, updated_at=timezone.now()
-        )
-        if updated:
-            message.media_status = Message.MediaStatus.FAILED
-            logger.warning("media of message %s not downloaded: %s", message.pk, reason)
-            push_message_updated(message)
-    return message
-
-
-def _extension_for(mime_type: str) -> str:
-    import mimetypes
-
-    return mimetypes.guess_extension(mime_type.split(";")[0].strip()) or "" if mime_type else ""
-
-
-def _safe_name(name: str) -> str:
-    import re
-
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "media"
-    return cleaned[-100:]

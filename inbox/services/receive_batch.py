@@ -33,15 +33,11 @@ from channels_app.services import channel_mark_inbound
 from config.bulk_sql import json_value, rows_insert
 from inbox.models import Chat, Contact, Message, MessageEvent
 from inbox.realtime import push_chats_updated, push_messages_created, subscription_lookups_shared
-from inbox.services.receive import (
-    MESSAGE_TYPES,
-    META_WINDOW,
-    ApplyResult,
-    _media_download_on_commit,
-    _media_set,
-    _pk,
-    _preview,
-)
+from inbox.services.media import _media_download_on_commit, _media_set
+from inbox.services.previews import _preview
+from inbox.services.receive import MESSAGE_TYPES, META_WINDOW
+from inbox.services.receive_context import ApplyResult
+from inbox.services.receive_locks import _pk
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from inbox.realtime import (
     push_messages_updated,
     subscription_lookups_shared,
 )
-from inbox.services.receive import PREVIEW_LABELS, message_record_provider_id
+from inbox.services.previews import PREVIEW_LABELS
+from inbox.services.provider_ids import message_record_provider_id
 from outbox.models import OutboxMessage
 from outbox.services import OutboxError, outbox_enqueue, outbox_requeue_for_retry
 from tenants.services import audit_record
@@ -391,7 +392,7 @@ class OutboxHooks:
         already has an id.
 
         1. Take the wa_message_id advisory locks of all ids at once, in sorted order (the same locks and
-           key format as inbox.services.receive, so a webhook for one of these ids waits for us).
+           key format as inbox.services.receive_locks, so a webhook for one of these ids waits for us).
         2. Ids already on a message (an echo beat us) or parked in DeferredStatus go the careful way.
         3. The rest: one UPDATE sets id, ``sent`` and ``sent_at`` on messages that have no id yet; one
            INSERT writes their "sent" timeline rows; realtime pushes go after commit.

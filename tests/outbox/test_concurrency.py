@@ -220,7 +220,7 @@ def test_a_batch_recording_waits_for_a_webhook_holding_the_same_message_id(fake_
     from django.db import transaction
 
     from channels_app.providers.base import SendResult
-    from inbox.services.receive import _lock_wa_message_id
+    from inbox.services.receive_locks import _lock_wa_message_id
     from outbox.services import outbox_claim_batch, outbox_record_successes
 
     channel = provider_channel(fake_provider)

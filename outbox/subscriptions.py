@@ -39,6 +39,7 @@ from channels_app import crypto
 from channels_app.models import Channel
 from channels_app.providers.base import FailureKind, SendResult, TransportError
 from outbox.models import EventSubscription, OutboxMessage
+from outbox.pinned_http import pinned_post
 from tenants.models import Workspace
 from tenants.services import audit_record
 
@@ -88,37 +89,58 @@ def _blocked_address(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-def subscription_url_blocked(url: str, *, resolve: bool = True) -> str:
-    """Why events may not be sent to ``url`` ('' if they may): its host is, or resolves to, a private,
-    loopback, link-local or otherwise non-public address (unless ``SUBSCRIPTIONS_ALLOW_PRIVATE_URLS``).
+REFUSED_ADDRESS = "The URL points at a private or local address; events only go to public addresses."
 
-    At creation only a literal address is judged (``resolve=False``: a name may not resolve yet); every
-    delivery resolves the name again, so a name pointed at an internal address later is refused then.
+
+@dataclass(frozen=True)
+class UrlScreening:
+    """What screening a subscription's URL found."""
+
+    refused: str = ""  # why events may not be sent there ('' if they may)
+    # Where to connect: the URL's literal address, or every address its name resolved to (all judged).
+    # Empty when nothing was resolved: a name that does not resolve, or ``resolve=False``.
+    addresses: tuple[str, ...] = ()
+
+
+def subscription_url_screening(url: str, *, resolve: bool = True) -> UrlScreening:
+    """Judge ``url``'s host: refused if it is, or resolves to, a private, loopback, link-local or otherwise
+    non-public address (unless ``SUBSCRIPTIONS_ALLOW_PRIVATE_URLS``); else the addresses to connect to.
+
+    At creation only a literal address is judged (``resolve=False``: a name may not resolve yet). Every
+    delivery resolves the name once, here, and connects to one of the addresses returned
+    (``outbox.pinned_http``): a second lookup could answer otherwise (DNS rebinding).
     """
-    if settings.SUBSCRIPTIONS_ALLOW_PRIVATE_URLS:
-        return ""
+    allow_private = settings.SUBSCRIPTIONS_ALLOW_PRIVATE_URLS
     parts = urlsplit(url)
     host = parts.hostname or ""
     if not host:
-        return "The URL has no host."
-    refused = "The URL points at a private or local address; events only go to public addresses."
+        return UrlScreening() if allow_private else UrlScreening(refused="The URL has no host.")
     try:
-        return refused if _blocked_address(host) else ""
-    except ValueError:
-        pass  # a name, not an address
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return refused
-    if not resolve:
-        return ""
-    try:
-        infos = socket.getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
-    except (OSError, UnicodeError):
-        return ""  # unresolvable: the delivery fails on its own as a connection error, and is retried
-    if any(_blocked_address(str(info[4][0])) for info in infos):
-        return refused
-    return ""
+        ipaddress.ip_address(host.split("%", 1)[0])
+        addresses = [host]  # a literal address is its own answer
+    except ValueError:  # a name
+        if not allow_private and (host.lower() == "localhost" or host.lower().endswith(".localhost")):
+            return UrlScreening(refused=REFUSED_ADDRESS)
+        if not resolve:
+            return UrlScreening()
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            # The name as requests puts it on the wire (IDNA 2008, like the Host header and TLS SNI).
+            prepared = requests.PreparedRequest()
+            prepared.prepare_url(url, None)
+            name = urlsplit(str(prepared.url)).hostname or host
+            infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError, ValueError, requests.RequestException):
+            return UrlScreening()  # unresolvable: the delivery fails as a connection error, and is retried
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not allow_private and any(_blocked_address(address) for address in addresses):
+        return UrlScreening(refused=REFUSED_ADDRESS)
+    return UrlScreening(addresses=tuple(addresses))
+
+
+def subscription_url_blocked(url: str, *, resolve: bool = True) -> str:
+    """Why events may not be sent to ``url`` ('' if they may): see ``subscription_url_screening``."""
+    return subscription_url_screening(url, resolve=resolve).refused
 
 
 def _validated_event_types(event_types: Any) -> list[str]:
@@ -378,9 +400,15 @@ def subscription_delivery_send(outbox_row: OutboxMessage) -> SendResult:
             kind=FailureKind.PERMANENT,
             code="secret",
         ) from None
-    blocked = subscription_url_blocked(subscription.url)
-    if blocked:
-        raise TransportError(blocked, kind=FailureKind.PERMANENT, code="address_refused")
+    screening = subscription_url_screening(subscription.url)
+    if screening.refused:
+        raise TransportError(screening.refused, kind=FailureKind.PERMANENT, code="address_refused")
+    if not screening.addresses:
+        raise TransportError(
+            "could not reach the subscriber (its host did not resolve)",
+            kind=FailureKind.TRANSIENT,
+            code="connection",
+        )
     body = delivery_body(payload)
     headers = {
         "Content-Type": "application/json",
@@ -390,8 +418,10 @@ def subscription_delivery_send(outbox_row: OutboxMessage) -> SendResult:
         "X-Signature-256": delivery_signature(secret, body),
     }
     try:
-        response = requests.post(
+        # To an address just screened, never to a second DNS answer (which could be an internal one).
+        response = pinned_post(
             subscription.url,
+            list(screening.addresses),
             data=body,
             headers=headers,
             timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),

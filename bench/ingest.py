@@ -8,7 +8,8 @@
 2. ``--clients`` concurrent keep-alive HTTP clients POST ``--events`` signed Whapi webhooks (one inbound
    message each, spread over 200 chats) to ``/webhooks/whapi/<channel>/``. Measures events/s answered 200
    and the p50/p99 ack latency; then waits until every stored event is processed and reports the
-   processing lag (last processed − last acknowledged, and per-event processed_at − received_at).
+   processing lag (last processed − last acknowledged, and per-event processed_at − received_at), and
+   the CPU each kind of process used per event meanwhile (web, Celery, Postgres, Redis, the load).
 3. In the same run, raw psycopg with the same concurrency does the acknowledgement's writes (look up the
    channel, read its token row, insert the raw event, commit) into a copy of the table. Prints both rates
    and the ratio.
@@ -264,6 +265,8 @@ def main() -> None:
         # Warm-up: connections, token key derivation, worker start.
         asyncio.run(http_load(args.port, path, [body_for(n, run + "w") for n in range(200)], 8))
         time.sleep(2)
+        processes = {"web": [web.pid], "celery": [worker.pid]}
+        cpu_before = lab.cpu_seconds_by_kind(processes)
         elapsed, latencies, codes = asyncio.run(http_load(args.port, path, bodies, args.clients))
         acked_at = time.time()
         if set(codes) != {200}:
@@ -276,6 +279,7 @@ def main() -> None:
                 break
             time.sleep(0.1)
         all_done_at = time.time()
+        cpu_after = lab.cpu_seconds_by_kind(processes)
         lags = [
             (done - received).total_seconds()
             for received, done in WebhookEvent.objects.filter(channel=channel, status="processed")
@@ -316,6 +320,10 @@ def main() -> None:
         "per_event_lag_p50_s": round(statistics.median(lags), 3) if lags else None,
         "per_event_lag_p99_s": round(lab.pct(lags, 99), 3) if lags else None,
         "processed_per_s": round(processed / max(1e-9, (all_done_at - acked_at) + elapsed), 1),
+        # From the first POST until every event was processed; "bench" is the load generator (this process).
+        "cpu_ms_per_event": {
+            kind: round((cpu_after[kind] - cpu_before[kind]) * 1000 / args.events, 3) for kind in cpu_after
+        },
         "raw_psycopg_per_s": round(raw_rate, 1),
         "raw_p50_ms": round(statistics.median(raw_latencies) * 1000, 2),
         "raw_p99_ms": round(lab.pct(raw_latencies, 99) * 1000, 2),

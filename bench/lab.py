@@ -156,6 +156,45 @@ def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> Non
             process.wait()
 
 
+def cpu_seconds_by_kind(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process on this machine (Linux ``/proc``):
+    each named kind is the given processes and all their descendants (uvicorn's and Celery's workers),
+    ``postgres`` and ``redis`` are every process of those servers, ``bench`` is this process. Read it
+    before and after a load to tell where the machine's CPU went; exited processes are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry)
+        parents[pid], names[pid] = int(rest[1]), name
+        used[pid] = (int(rest[11]) + int(rest[12])) / tick
+    kind_of = {pid: kind for kind, pids in roots.items() for pid in pids}
+    totals = dict.fromkeys([*roots, "postgres", "redis", "bench"], 0.0)
+    for pid, seconds in used.items():
+        kind, ancestor = None, pid
+        while ancestor > 1 and kind is None:
+            kind = kind_of.get(ancestor)
+            ancestor = parents.get(ancestor, 0)
+        if kind is None:
+            if names[pid] == "postgres":
+                kind = "postgres"
+            elif names[pid].startswith("redis-server"):
+                kind = "redis"
+            elif pid == os.getpid():
+                kind = "bench"
+        if kind is not None:
+            totals[kind] += seconds
+    return totals
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (0-100), nearest rank; NaN for no values."""
     if not values:

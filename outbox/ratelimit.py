@@ -56,23 +56,32 @@ PAUSE_PREFIX = "outbox:paused-until:"
 # How long past its last reserved slot a number's key is kept: after that the number is idle anyway.
 KEY_TTL_AFTER_LAST_SLOT = 60.0
 
+
+def _lua_now(test_clock_arg: int) -> str:
+    """Lua that sets ``now``: the Redis server's clock, or a test's clock passed as ``ARGV[test_clock_arg]``."""
+    return f"""local now
+if ARGV[{test_clock_arg}] then
+  now = tonumber(ARGV[{test_clock_arg}])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
+
 # KEYS[1]: the number's next free moment (seconds on the Redis clock). ARGV: interval, horizon, count, key
 # TTL after the last slot, and optionally now (tests drive the script with a fake clock; production uses
 # the server's TIME).
 # Returns {first slot's delay, rows reserved, next free slot's delay}; delays as strings, full precision.
 # Mirrors MemoryRateLimiter.reserve step for step, so both give the same slots for the same clock.
-RESERVE_SCRIPT = """
+RESERVE_SCRIPT = (
+    """
 local interval = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
-local now
-if ARGV[5] then
-  now = tonumber(ARGV[5])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '') or now
+"""
+    + _lua_now(5)
+    + """local next_free = tonumber(redis.call('GET', KEYS[1]) or '') or now
 if next_free < now then
   next_free = now
 end
@@ -88,21 +97,18 @@ if reserved > 0 then
 end
 return {string.format('%.17g', first - now), reserved, string.format('%.17g', next_free - now)}
 """
+)
 
 
 # KEYS[1]: the number's pause end, KEYS[2]: its next free moment (both seconds on the Redis clock).
 # ARGV: pause seconds, key TTL after the pause, and optionally now (tests). Keeps the later of two pauses,
 # and moves the next free moment to the pause's end, so no slot is reserved inside the pause.
-PAUSE_SCRIPT = """
+PAUSE_SCRIPT = (
+    """
 local seconds = tonumber(ARGV[1])
-local now
-if ARGV[3] then
-  now = tonumber(ARGV[3])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local ends = now + seconds
+"""
+    + _lua_now(3)
+    + """local ends = now + seconds
 local ttl_ms = math.ceil((seconds + tonumber(ARGV[2])) * 1000)
 if (tonumber(redis.call('GET', KEYS[1]) or '') or now) < ends then
   redis.call('SET', KEYS[1], string.format('%.17g', ends), 'PX', ttl_ms)
@@ -112,22 +118,20 @@ if (tonumber(redis.call('GET', KEYS[2]) or '') or now) < ends then
 end
 return 1
 """
+)
 
 # KEYS[1]: the number's pause end. ARGV: optionally now (tests). Returns the seconds left (0: not paused).
-PAUSED_FOR_SCRIPT = """
+PAUSED_FOR_SCRIPT = (
+    """
 local ends = tonumber(redis.call('GET', KEYS[1]) or '')
 if not ends then
   return '0'
 end
-local now
-if ARGV[1] then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-return string.format('%.17g', math.max(0, ends - now))
 """
+    + _lua_now(1)
+    + """return string.format('%.17g', math.max(0, ends - now))
+"""
+)
 
 
 @dataclass(frozen=True)

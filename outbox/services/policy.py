@@ -44,6 +44,6 @@ def owned(row: OutboxMessage) -> Any:
 def message_hooks() -> Any:
     # The inbox side of a message row's life (timeline, status, realtime). Imported late: inbox.services
     # imports this module to enqueue.
-    from inbox.services import send
+    from inbox.services import outbox_hooks
 
-    return send.OUTBOX_HOOKS
+    return outbox_hooks.OUTBOX_HOOKS

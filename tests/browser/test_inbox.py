@@ -121,6 +121,25 @@ def test_a_webhook_post_makes_the_message_appear_in_an_open_inbox_without_reload
     context.close()
 
 
+def test_an_empty_inbox_swaps_its_empty_state_for_the_first_chat_that_arrives_live(
+    browser: Any, asgi_server: LiveServer, team: Team
+) -> None:
+    channel = _whapi_channel(team)
+    Chat.objects.filter(workspace=team.workspace_a).delete()
+    context = signed_in_context(browser, asgi_server, team.bob, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto("/inbox/")
+    wait_connected(page)
+    empty_state = page.locator(".list-empty")
+    assert empty_state.is_visible()
+    _post_whapi(
+        asgi_server, channel, _inbound_text("4915133333333@s.whatsapp.net", "First!", name="Fay First")
+    )
+    page.locator("#chat-list-items > li", has_text="Fay First").wait_for()
+    assert not empty_state.is_visible()
+    context.close()
+
+
 def test_a_reply_shows_at_once_and_its_ticks_advance_as_status_webhooks_arrive(
     browser: Any, asgi_server: LiveServer, team: Team, fake_provider: Any
 ) -> None:

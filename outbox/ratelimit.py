@@ -213,7 +213,9 @@ class RedisRateLimiter:
     def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
         import redis
 
-        self._client = redis.Redis.from_url(url)
+        # Short timeouts: every paced call reads the shared pause, so an unreachable Redis must fail fast
+        # (open, see ``paused_for``) rather than hold sends for the operating system's connect timeout.
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
         self._script = self._client.register_script(RESERVE_SCRIPT)
         self._errors = redis.RedisError
         self._pause_script = self._client.register_script(PAUSE_SCRIPT)

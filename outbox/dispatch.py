@@ -32,7 +32,7 @@ from channels_app.providers.base import FailureKind, OutgoingMessage, SendResult
 from channels_app.providers.registry import transport_for
 from config.metrics import SEND_ATTEMPTS, SEND_LATENCY
 from outbox.models import OutboxMessage
-from outbox.ratelimit import RateLimiter, rate_limiter
+from outbox.ratelimit import RateLimiter, is_unlimited, rate_limiter
 from outbox.services import (
     DEFAULT_RETRY_AFTER,
     RATE_LIMITED_TYPES,
@@ -284,6 +284,8 @@ class BatchSender:
         # Numbers paused by the provider (429), until when on ``clock``: their held rows are not sent.
         # Written by the pool's threads and by ``stop_paused_numbers``, read before each call.
         self.paused_numbers: dict[Any, float] = {}
+        # Numbers with a finite rate: their calls wait for slots, so they read the pause other drains share.
+        self.paced_numbers: set[Any] = set()
 
     def _now(self) -> datetime:
         return self.now or timezone.now()
@@ -322,6 +324,8 @@ class BatchSender:
         horizon = pace_horizon()
         for channel_id, number_rows in by_number.items():
             rate = number_rows[0].channel.effective_rate_limit * pace_fraction()
+            if not is_unlimited(rate):
+                self.paced_numbers.add(channel_id)
             reservation = self.limiter.reserve(
                 str(channel_id), rate=rate, horizon=horizon, count=len(number_rows)
             )
@@ -375,10 +379,13 @@ class BatchSender:
         return Answer(outcome=outcome, answered_at=answered_at)
 
     def number_paused(self, channel_id: Any) -> bool:
-        """Whether a held row of this number must not be sent: this sender saw a 429 for it, or any drain
-        did (``RateLimiter.paused_for``, one Redis round trip per paced call)."""
+        """Whether a row of this number must not be sent: this sender saw a 429 for it, or, for a number
+        with a rate (whose calls wait for their slots), any drain did (``RateLimiter.paused_for``, one
+        Redis round trip per call). An unlimited number's calls are made as they are claimed."""
         if self.paused_numbers.get(channel_id, -math.inf) > self.clock():
             return True
+        if channel_id not in self.paced_numbers:
+            return False
         left = self.limiter.paused_for(str(channel_id))
         if left > 0:
             self.paused_numbers[channel_id] = self.clock() + left

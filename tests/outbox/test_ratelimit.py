@@ -420,6 +420,40 @@ def test_a_429_in_one_drain_stops_another_drains_held_rows_of_that_number_at_the
     assert {(rows[m.pk].status, rows[m.pk].attempts) for m in messages} == {("paused", 0)}
 
 
+class CountingLimiter(MemoryRateLimiter):
+    """Counts the reads of the shared pause (each is a Redis round trip in production)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.pause_reads: list[str] = []
+
+    def paused_for(self, key: str) -> float:
+        self.pause_reads.append(key)
+        return super().paused_for(key)
+
+
+def test_only_numbers_with_a_rate_read_the_shared_pause_before_each_call(db, fake_provider):
+    from django.utils import timezone
+
+    from outbox.dispatch import BatchSender
+    from outbox.services import DrainReport
+    from tests.outbox.helpers import open_chat, provider_channel, send_text
+
+    paced = provider_channel(fake_provider, rate=4.0)
+    unlimited = provider_channel(fake_provider, rate=float("inf"))
+    for channel in (paced, unlimited):
+        for n in range(2):
+            send_text(open_chat(channel), f"m{n}")
+    clock = FakeClock()
+    limiter = CountingLimiter(clock)
+    sender = BatchSender(limiter=limiter, scheduler=RecordingScheduler(), clock=clock)
+    report = DrainReport()
+    sender.send(claim_all(timezone.now()), report)
+
+    assert report.sent == 4
+    assert limiter.pause_reads == [str(paced.pk)] * 2, "an unlimited number's calls go as they are claimed"
+
+
 def test_rows_without_a_send_slot_go_back_without_using_an_attempt(db, fake_provider):
     from outbox.models import OutboxMessage
     from outbox.services import outbox_drain

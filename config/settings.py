@@ -145,7 +145,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            "CONFIG": {
+                # channels_redis waits for a consumer's next message with BZPOPMIN of up to 5 s, and
+                # redis-py 8 gives every socket read a 5 s timeout by default: an idle consumer's read
+                # then timed out with the command and crashed it (its websocket closed) every 5 s.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+                "capacity": 1500,
+                "expiry": 30,
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL

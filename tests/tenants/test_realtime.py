@@ -59,3 +59,32 @@ def test_the_caller_does_not_wait_for_the_layer_and_pushes_keep_their_order(monk
     release.set()
     _push_loop.flush()
     assert sent == [f"x.{n}" for n in range(10)]
+
+
+def test_a_consumer_channel_idle_past_the_layers_blocking_read_still_gets_its_next_message() -> None:
+    """channels_redis waits for a consumer's next message with BZPOPMIN of up to ``brpop_timeout`` (5 s);
+    redis-py 8 gives every socket read a 5 s timeout by default, so an idle consumer's read used to time
+    out together with the command and crash the consumer (its websocket closed). The layer is configured
+    from the project's settings, on real Redis."""
+    import asyncio
+
+    from channels_redis.core import RedisChannelLayer
+    from django.conf import settings
+
+    layer = RedisChannelLayer(**settings.CHANNEL_LAYERS["default"]["CONFIG"])
+
+    async def idle_then_message() -> dict:
+        name = await layer.new_channel()
+
+        async def send_later() -> None:
+            await asyncio.sleep(layer.brpop_timeout + 1.5)  # past one whole blocking read with nothing
+            await layer.send(name, {"type": "x.late"})
+
+        sender = asyncio.create_task(send_later())
+        try:
+            return await asyncio.wait_for(layer.receive(name), timeout=layer.brpop_timeout + 10)
+        finally:
+            await sender
+            await layer.close_pools()
+
+    assert asyncio.run(idle_then_message())["type"] == "x.late"

@@ -37,7 +37,7 @@ from django.http.request import split_domain_port, validate_host
 
 from config.metrics import HTTP_DURATION
 from config.request_context import _SAFE_REQUEST_ID
-from webhooks.ingest import IncomingWebhook, WebhookAnswer, too_large, webhook_receive_many
+from webhooks.ingest import NOT_STORED, IncomingWebhook, WebhookAnswer, too_large, webhook_receive_many
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class _GroupCommit:
             )
         except Exception:  # _receive_in_thread answers errors itself; this is a last resort
             logger.exception("webhook batch of %d could not be stored", len(batch))
-            answers = [_NOT_STORED] * len(batch)
+            answers = [NOT_STORED] * len(batch)
         finally:
             self.running -= 1
         for (_, future), answer in zip(batch, answers, strict=True):
@@ -228,10 +228,6 @@ async def _read_body(receive: ASGIReceiveCallable, headers: dict[str, str]) -> b
             return b"".join(chunks)
 
 
-# Not stored: the provider retries on anything but 2xx.
-_NOT_STORED = WebhookAnswer(500, {"error": "not stored, retry later"})
-
-
 # How long an ingest thread keeps its database connection before it gives it back to the pool (which then
 # applies its own checks and lifetime to it), like CONN_MAX_AGE for a persistent connection.
 CONNECTION_MAX_AGE = 60.0
@@ -261,7 +257,7 @@ def _receive_in_thread(incomings: list[IncomingWebhook]) -> list[WebhookAnswer]:
             return webhook_receive_many(incomings)
     except Exception:
         logger.exception("%d webhook(s) could not be stored", len(incomings))
-        return [_NOT_STORED] * len(incomings)
+        return [NOT_STORED] * len(incomings)
     finally:
         _connection_keep_or_release()
 

@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from channels_app import crypto
 from channels_app.models import Channel
@@ -56,6 +56,10 @@ class WebhookAnswer:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+# Not stored: the provider retries on anything but 2xx.
+NOT_STORED = WebhookAnswer(500, {"error": "not stored, retry later"})
+
+
 def too_large(provider: str) -> WebhookAnswer:
     WEBHOOK_EVENTS.labels(provider=provider, outcome="too_large").inc()
     return WebhookAnswer(413, {"error": "body too large"})
@@ -76,7 +80,14 @@ def webhook_receive_many(incomings: list[IncomingWebhook]) -> list[WebhookAnswer
     verified: list[tuple[int, _Verified]] = []
     for index, incoming in enumerate(incomings):
         with correlation(incoming.request_id or None):  # its log lines carry its own request id
-            outcome = _verify(incoming, lookups)
+            try:
+                outcome = _verify(incoming, lookups)
+            except DatabaseError:
+                raise  # the whole batch's connection: the caller stores it again on a fresh one, or answers 500
+            except Exception:
+                # Our bug, met by this POST alone: the POSTs stored with it must not fail with it.
+                logger.exception("webhook could not be verified; answered 500 so the provider retries")
+                outcome = NOT_STORED
         if isinstance(outcome, WebhookAnswer):
             answers.append(outcome)
         else:
@@ -274,7 +285,7 @@ def _bearer_token(headers: Mapping[str, str]) -> str:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep to parse
         return None
 
 

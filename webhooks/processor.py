@@ -315,7 +315,7 @@ def _workspace_id(event: WebhookEvent) -> Any:
 def webhook_event_parse(event: WebhookEvent) -> list[InboundEvent]:
     try:
         body = json.loads(bytes(event.raw_body))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise PermanentProcessingError(f"invalid JSON: {exc}") from None
     channel = event.channel
     try:

@@ -211,6 +211,30 @@ def test_when_the_shared_commit_fails_each_post_is_stored_on_its_own(whapi_chann
     assert WebhookEvent.objects.filter(channel=whapi_channel).count() == 3
 
 
+def test_a_post_whose_verification_fails_unexpectedly_gets_500_alone_and_the_others_are_stored(
+    whapi_channel, monkeypatch, caplog
+):
+    poison = _text(250)
+    real_event_type = ingest.whapi_event_type
+
+    def event_type(payload: Any) -> str:  # a bug met by one body only
+        if payload == json.loads(poison):
+            raise KeyError("our bug")
+        return real_event_type(payload)
+
+    monkeypatch.setattr(ingest, "whapi_event_type", event_type)
+    bodies = [_text(251), poison, _text(252)]
+    incomings = [
+        ingest.IncomingWebhook(provider="whapi", channel_id=whapi_channel.pk, headers=bearer(), body=body)
+        for body in bodies
+    ]
+    answers = ingest.webhook_receive_many(incomings)
+    assert [answer.status for answer in answers] == [200, 500, 200]
+    stored = {bytes(e.raw_body) for e in WebhookEvent.objects.filter(channel=whapi_channel)}
+    assert stored == {bodies[0], bodies[2]}
+    assert "webhook could not be verified" in caplog.text
+
+
 def test_a_client_that_leaves_mid_body_gets_nothing_stored(whapi_channel):
     front = application.application_mapping["http"]
     body = _text(300)

@@ -523,8 +523,13 @@ def test_a_processing_error_retries_with_backoff_then_goes_dead(whapi_channel, m
     assert not Message.objects.filter(wa_message_id=WHAPI_MSG).exists()
 
 
-def test_a_body_that_cannot_be_parsed_goes_dead_at_once(whapi_channel):
-    outcome = deliver(whapi_channel, b'["not", "an", "object"]')
+@pytest.mark.parametrize(
+    "body",
+    [b'["not", "an", "object"]', b"[" * 100_000 + b"]" * 100_000],
+    ids=["not-an-object", "nested-too-deep"],
+)
+def test_a_body_that_cannot_be_parsed_goes_dead_at_once(whapi_channel, body):
+    outcome = deliver(whapi_channel, body)
     assert outcome.status == "dead"
     assert WebhookEvent.objects.get().attempts == 1
 

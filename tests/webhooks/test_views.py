@@ -100,6 +100,16 @@ def test_it_answers_400_for_invalid_json_and_keeps_the_body_as_a_failed_event(wh
     assert all(e.next_attempt_at is None for e in events)  # never retried by the sweep
 
 
+def test_it_answers_400_for_json_nested_too_deep_to_parse_and_keeps_it(whapi_channel, meta_channel):
+    # json.loads raises RecursionError (not a ValueError) past the interpreter's recursion limit.
+    deep = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert post_whapi(whapi_channel, deep).status_code == 400
+    assert post_meta(meta_channel, deep).status_code == 400
+    events = WebhookEvent.objects.order_by("id")
+    assert [e.status for e in events] == [WebhookEvent.Status.FAILED, WebhookEvent.Status.FAILED]
+    assert all(bytes(e.raw_body) == deep for e in events)
+
+
 def test_it_answers_413_for_a_body_over_3_mb(whapi_channel, meta_channel, settings):
     big = b'{"pad": "' + b"x" * (settings.WEBHOOK_MAX_BODY_BYTES) + b'"}'
     assert post_whapi(whapi_channel, big).status_code == 413

@@ -274,7 +274,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsWorkspaceMember"],
     "DEFAULT_RENDERER_CLASSES": ["tenants.api_envelope.EnvelopeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["tenants.api_parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "tenants.api_envelope.PageLimitPagination",
     "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiTokenRateThrottle"],
     "EXCEPTION_HANDLER": "tenants.api_envelope.api_exception_handler",

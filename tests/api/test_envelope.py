@@ -61,3 +61,13 @@ def test_the_per_token_limit_answers_429_with_retry_after(alice_api, bob_api, se
     assert int(response["Retry-After"]) > 0
     # Per token: bob's token has its own allowance.
     data_of(bob_api.get("/channels/"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"text": "unterminated', b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+    ids=["malformed", "nested-too-deep"],
+)
+def test_a_body_that_is_not_readable_json_is_a_400_parse_error(alice_api, team, body):
+    response = alice_api.post(f"/chats/{team.chat_a.pk}/messages/", body)
+    assert_error(response, 400, "parse_error")

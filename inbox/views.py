@@ -303,6 +303,8 @@ def start(request: HttpRequest) -> HttpResponse:
         with transaction.atomic(durable=True):
             chat = chat_start(channel=channel, phone=request.POST.get("phone", ""), acting_user=request.user)
     except InboxError as error:
+        if _htmx(request):  # said under the form, which stays as typed
+            return render(request, TEMPLATE + "#start-chat-error", {"start_error": str(error)})
         flash.error(request, str(error))
         return redirect(reverse("inbox:index"))
     if _htmx(request):

@@ -140,6 +140,24 @@ def test_an_empty_inbox_swaps_its_empty_state_for_the_first_chat_that_arrives_li
     context.close()
 
 
+def test_a_bad_number_in_the_start_chat_form_is_explained_under_it(
+    browser: Any, asgi_server: LiveServer, team: Team
+) -> None:
+    context = signed_in_context(browser, asgi_server, team.bob, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/inbox/")
+    wait_connected(page)
+    page.get_by_text("Start a chat with a number").click()
+    form = page.locator("form[action='/inbox/chats/start/']")
+    form.locator("input[name=phone]").fill("12")
+    form.get_by_role("button", name="Start chat").click()
+    error = form.locator("#start-chat-error")
+    error.filter(has_text="country code").wait_for()
+    assert form.locator("input[name=phone]").input_value() == "12", "the form stays as typed"
+    assert form.locator(".chat-list-region").count() == 0, "no page swapped into the form"
+    context.close()
+
+
 def test_a_reply_shows_at_once_and_its_ticks_advance_as_status_webhooks_arrive(
     browser: Any, asgi_server: LiveServer, team: Team, fake_provider: Any
 ) -> None:

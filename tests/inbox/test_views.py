@@ -371,6 +371,18 @@ def test_a_bad_number_is_explained(bob_client: Client, team: Team) -> None:
     assert "country code" in response.content.decode()
 
 
+def test_a_bad_number_from_the_sidebar_form_is_explained_under_the_form(
+    bob_client: Client, team: Team
+) -> None:
+    response = bob_client.post(
+        "/inbox/chats/start/", {"channel_id": str(team.channel_a.pk), "phone": "12"}, **HX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="start-chat-error"' in html and 'hx-swap-oob="true"' in html and "country code" in html
+    assert "chat-list-region" not in html, "only the error, not a page to swap into the form"
+
+
 def test_mark_read_clears_the_badge(bob_client: Client, team: Team) -> None:
     Chat.objects.filter(pk=team.chat_a.pk).update(unread_count=2)
     assert bob_client.post(f"/inbox/chats/{team.chat_a.pk}/read/", **HX).status_code == 204

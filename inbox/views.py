@@ -400,15 +400,22 @@ def retry(request: HttpRequest, message_id: int) -> HttpResponse:
     message = access_message(user=request.user, message_id=message_id, workspace=_workspace(request))
     from inbox.services.send import message_retry  # the outbox issue's service
 
+    refused = ""
     try:
         with transaction.atomic(durable=True):
             message_retry(message=message, acting_user=request.user)
     except InboxError as error:
-        flash.error(request, str(error))
+        refused = str(error)
     chat = message.chat
     if _htmx(request):
         bubble = message_for_bubble(message_id=message.pk, chat_id=chat.pk)
-        return render(request, TEMPLATE + "#message-push", {"chat": chat, "message": bubble})
+        response = render(request, TEMPLATE + "#message-push", {"chat": chat, "message": bubble})
+        if refused:  # said above the composer at once, not on the next page load
+            said = render(request, TEMPLATE + "#composer-error", {"chat": chat, "composer_error": refused})
+            response.content += said.content
+        return response
+    if refused:
+        flash.error(request, refused)
     return _back_to_chat(chat)
 
 

@@ -383,6 +383,20 @@ def test_a_bad_number_from_the_sidebar_form_is_explained_under_the_form(
     assert "chat-list-region" not in html, "only the error, not a page to swap into the form"
 
 
+def test_a_refused_retry_is_explained_above_the_composer_at_once(bob_client: Client, team: Team) -> None:
+    from channels_app.models import Channel
+
+    failed = MessageFactory(chat=team.chat_a, direction="out", status="failed", error_message="Bad request")
+    Channel.objects.filter(pk=team.channel_a.pk).update(status=Channel.Status.DISCONNECTED)
+    response = bob_client.post(f"/inbox/messages/{failed.pk}/retry/", **HX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'data-message-id="{failed.pk}"' in html, "the bubble, still failed"
+    assert 'id="composer-error"' in html and "is disconnected" in html
+    failed.refresh_from_db()
+    assert failed.status == "failed"
+
+
 def test_mark_read_clears_the_badge(bob_client: Client, team: Team) -> None:
     Chat.objects.filter(pk=team.chat_a.pk).update(unread_count=2)
     assert bob_client.post(f"/inbox/chats/{team.chat_a.pk}/read/", **HX).status_code == 204

@@ -43,7 +43,8 @@ class ChatFilters:
         return cls(
             view=view if view in VIEWS else "all",
             status=status if status in STATUSES else Chat.Status.OPEN,
-            q=(params.get("q") or "").strip()[:100],
+            # NUL can't be in a Postgres text value (the search would be a 500); nothing stored has one.
+            q=(params.get("q") or "").replace("\x00", "").strip()[:100],
         )
 
     def as_params(self) -> dict[str, str]:

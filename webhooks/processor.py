@@ -308,15 +308,30 @@ def _apply_together(events: list[WebhookEvent], parsed: dict[int, list[InboundEv
         _finish_processed_many(events)
 
 
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL characters dropped from every string: Postgres refuses them in text, so a
+    message or name carrying one could never be stored (its event would go dead)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def _workspace_id(event: WebhookEvent) -> Any:
     return event.channel.workspace_id if event.channel is not None else None
 
 
 def webhook_event_parse(event: WebhookEvent) -> list[InboundEvent]:
+    raw = bytes(event.raw_body)
     try:
-        body = json.loads(bytes(event.raw_body))
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise PermanentProcessingError(f"invalid JSON: {exc}") from None
+    if b"\\u0000" in raw:  # JSON can only carry NUL escaped; the check keeps the usual body free of a walk
+        body = _without_nul(body)
     channel = event.channel
     try:
         if event.provider == WebhookEvent.Provider.META:

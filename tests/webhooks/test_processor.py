@@ -523,6 +523,30 @@ def test_a_processing_error_retries_with_backoff_then_goes_dead(whapi_channel, m
     assert not Message.objects.filter(wa_message_id=WHAPI_MSG).exists()
 
 
+def test_nul_characters_in_a_payload_are_dropped_so_the_message_is_stored(whapi_channel):
+    # Postgres refuses NUL in text: the event failed until it went dead, and the message never arrived.
+    body = {
+        "messages": [
+            {
+                "id": "nul-text-1",
+                "from_me": False,
+                "type": "text",
+                "chat_id": "4915550001@s.whatsapp.net",
+                "timestamp": 1700000000,
+                "text": {"body": "before\u0000after"},
+                "from": "4915550001",
+                "from_name": "Nu\u0000l Customer",
+            }
+        ],
+        "event": {"type": "messages", "event": "post"},
+        "channel_id": "",
+    }
+    assert deliver(whapi_channel, json.dumps(body)).status == "processed"
+    message = Message.objects.get(wa_message_id="nul-text-1")
+    assert message.text == "beforeafter"
+    assert message.chat.contact_name == "Nul Customer"
+
+
 @pytest.mark.parametrize(
     "body",
     [b'["not", "an", "object"]', b"[" * 100_000 + b"]" * 100_000],

@@ -38,13 +38,14 @@ class ChatFilters:
 
     @classmethod
     def from_params(cls, params: Any) -> ChatFilters:
-        view = params.get("view") or "all"
-        status = params.get("status") or Chat.Status.OPEN
+        # From a query string or from the page's websocket messages (any JSON): strings only.
+        view = str(params.get("view") or "all")
+        status = str(params.get("status") or Chat.Status.OPEN)
         return cls(
             view=view if view in VIEWS else "all",
             status=status if status in STATUSES else Chat.Status.OPEN,
             # NUL can't be in a Postgres text value (the search would be a 500); nothing stored has one.
-            q=(params.get("q") or "").replace("\x00", "").strip()[:100],
+            q=str(params.get("q") or "").replace("\x00", "").strip()[:100],
         )
 
     def as_params(self) -> dict[str, str]:

@@ -87,6 +87,10 @@ def test_filters_from_bad_params_fall_back_to_open_and_all() -> None:
     assert ChatFilters.from_params({"view": "evil", "status": "nope", "q": "  x  "}) == ChatFilters(
         "all", "open", "x"
     )
+    # The page's websocket messages are any JSON: values that are not strings never crash the consumer.
+    assert ChatFilters.from_params({"view": ["mine"], "status": {"a": 1}, "q": 42}) == ChatFilters(
+        "all", "open", "42"
+    )
 
 
 def test_a_search_from_the_websocket_with_a_nul_character_is_searched_without_it(team: Team) -> None:
